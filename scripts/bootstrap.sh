@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv and installs Cortex with its test tools, from this repository's own files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# Skip the install when nothing it depends on changed since the last one.
+stamp=.venv/.cortex-installed
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch first and exactly: the CPU build (a looser pin would pull several GB of CUDA wheels).
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One command: install, lint, type-check and run the whole test suite against real PostgreSQL and Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,97 @@
+"""Action definitions: the webhooks an agent may call as tools. Credentials are stored encrypted."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cortex.agents import service as agents
+from cortex.agents.config_cache import AgentConfigCache
+from cortex.agents.schemas import ActionCreate, ActionPublic, ActionUpdate, RateLimit, required_credentials
+from cortex.db.models import ActionDefinition
+from cortex.kit.crypto import SecretBox
+from cortex.kit.errors import Conflict, InvalidInput, NotFound
+from cortex.kit.pagination import Page, PageParams, paginate
+
+
+def to_public(action: ActionDefinition) -> ActionPublic:
+    return ActionPublic(
+        id=action.id, company_id=action.company_id, name=action.name, description=action.description,
+        source_type=action.source_type, webhook_url=action.webhook_url, method=action.method,
+        headers=action.headers, auth_type=action.auth_type,
+        has_credentials=action.auth_credentials_encrypted is not None,
+        parameters_schema=action.parameters_schema, path_template=action.path_template,
+        query_schema=action.query_schema,
+        rate_limit=RateLimit.model_validate(action.rate_limit) if action.rate_limit else None,
+        run_after_reply=action.run_after_reply, created_at=action.created_at, updated_at=action.updated_at,
+    )
+
+
+async def get_action(session: AsyncSession, company_id: uuid.UUID, action_id: uuid.UUID) -> ActionDefinition:
+    action = await session.scalar(select(ActionDefinition).where(ActionDefinition.id == action_id,
+                                                                 ActionDefinition.company_id == company_id))
+    if action is None:
+        raise NotFound("action not found")
+    return action
+
+
+async def _flush_unique(session: AsyncSession, name: str) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"an action named {name!r} already exists") from exc
+
+
+async def create_action(session: AsyncSession, box: SecretBox, company_id: uuid.UUID,
+                        data: ActionCreate) -> ActionDefinition:
+    action = ActionDefinition(
+        company_id=company_id, name=data.name, description=data.description, source_type=data.source_type,
+        webhook_url=str(data.webhook_url), method=data.method, headers=data.headers, auth_type=data.auth_type,
+        auth_credentials_encrypted=box.encrypt_json(data.auth_credentials) if data.auth_credentials else None,
+        parameters_schema=data.parameters_schema, path_template=data.path_template,
+        query_schema=data.query_schema,
+        rate_limit=data.rate_limit.model_dump() if data.rate_limit else None, run_after_reply=data.run_after_reply,
+    )
+    session.add(action)
+    await _flush_unique(session, data.name)
+    await session.refresh(action)
+    return action
+
+
+async def update_action(session: AsyncSession, box: SecretBox, cache: AgentConfigCache, company_id: uuid.UUID,
+                        action_id: uuid.UUID, data: ActionUpdate) -> ActionDefinition:
+    action = await get_action(session, company_id, action_id)
+    changes = data.model_dump(exclude_unset=True, mode="json")
+    credentials = changes.pop("auth_credentials", None)
+    for field, value in changes.items():
+        setattr(action, field, value)
+    if credentials is not None:
+        action.auth_credentials_encrypted = box.encrypt_json(credentials) if credentials else None
+    stored = box.decrypt_json(action.auth_credentials_encrypted) if action.auth_credentials_encrypted else {}
+    missing = [k for k in required_credentials(action.auth_type) if not stored.get(k)]
+    if missing:
+        raise InvalidInput("auth_credentials", f"auth_type {action.auth_type} needs: {', '.join(missing)}")
+    await _flush_unique(session, action.name)
+    await session.refresh(action)
+    linked = await agents.agents_linked_to(session, company_id, action_id=action.id)
+    await agents.bump_versions(session, cache, company_id, linked, config=True)
+    return action
+
+
+async def delete_action(session: AsyncSession, cache: AgentConfigCache, company_id: uuid.UUID,
+                        action_id: uuid.UUID) -> None:
+    action = await get_action(session, company_id, action_id)
+    linked = await agents.agents_linked_to(session, company_id, action_id=action.id)
+    await session.delete(action)
+    await session.flush()
+    await agents.bump_versions(session, cache, company_id, linked, config=True)
+
+
+async def list_actions(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[ActionPublic]:
+    statement = (select(ActionDefinition).where(ActionDefinition.company_id == company_id)
+                 .order_by(ActionDefinition.created_at.desc(), ActionDefinition.id))
+    return await paginate(session, statement, params, to_public)

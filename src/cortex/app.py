@@ -1,0 +1,80 @@
+"""create_app(): the lifespan wires database, cache and the long-lived components."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cortex import __version__
+from cortex.agents.config_cache import AgentConfigCache
+from cortex.agents.endpoints import actions_router, agents_router
+from cortex.auth.endpoints import keys_router, portal_router
+from cortex.customers.endpoints import customers_router
+from cortex.db.engine import Database
+from cortex.db.migrate import upgrade_async
+from cortex.embeddings.embedder import Embedder
+from cortex.health.endpoints import health_router
+from cortex.kit.cache_backend import create_cache_backend
+from cortex.kit.crypto import SecretBox
+from cortex.kit.errors import register_error_handlers
+from cortex.kit.runtime import Runtime
+from cortex.knowledge.endpoints import sources_router
+from cortex.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    # LiteLLM must never reach for the network to fetch its price list.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    database = Database(settings)
+    url = database.resolve_url()
+    if migrate:
+        await upgrade_async(url)
+    database.connect()
+    cache = create_cache_backend(settings.redis_url)
+    return Runtime(
+        settings=settings, database=database, cache=cache, secrets=SecretBox(settings.signing_secret),
+        config_cache=AgentConfigCache(cache, settings.config_cache_ttl_seconds),
+        embedder=Embedder(bge_m3_path=settings.bge_m3_path, litellm_api_base=settings.llm_api_base,
+                          litellm_api_key=settings.llm_api_key),
+    )
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    runtime.embedder.close()
+    await runtime.cache.close()
+    await runtime.database.dispose()
+    runtime.database.stop_embedded()
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """`runtime` lets tests share one runtime across apps; normally the lifespan builds it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        built = await build_runtime(settings or Settings())
+        app.state.runtime = built
+        if built.settings.preload_embeddings:
+            await built.embedder.warm_up()
+        try:
+            yield
+        finally:
+            await close_runtime(built)
+
+    app = FastAPI(title="Cortex", version=__version__, lifespan=lifespan)
+    if runtime is not None:
+        app.state.runtime = runtime
+    register_error_handlers(app)
+    for router in (health_router, portal_router, keys_router, agents_router, actions_router, sources_router,
+                   customers_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,167 @@
+"""The `cortex` command: serve, demo, keys, users, db."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cortex.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Cortex: a self-hosted AI engine for customer conversations.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Portal users.", no_args_is_help=True)
+db_app = typer.Typer(help="Database.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
+
+# Human-facing output goes to stderr so that `--json` leaves stdout clean.
+err = Console(stderr=True)
+
+
+def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(session)` against the service database (embedded or DATABASE_URL), migrated."""
+    from cortex.db.engine import Database
+    from cortex.db.migrate import upgrade_async
+
+    async def run() -> T:
+        database = Database(Settings())
+        try:
+            await upgrade_async(database.resolve_url())
+            async with database.session() as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+            database.stop_embedded()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+          workers: Annotated[int, typer.Option(help="Worker processes (needs REDIS_URL to share state).")] = 1,
+          ) -> None:
+    """Run the API server."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+def _print_demo(seed: Any, host: str, port: int) -> None:
+    base = f"http://{host}:{port}"
+    err.print(f"[bold green]Cortex demo ready[/]\n"
+              f"  company_id  {seed.company_id}\n  agent_id    {seed.agent_id}\n"
+              f"  portal      {seed.email} / {seed.password}\n  api_key     {seed.api_key}  (shown once)\n")
+    conversation = uuid.uuid4()
+    err.print("Try a chat:\n"
+              f"  curl -s {base}/v1/chat -H 'Authorization: Bearer {seed.api_key}' "
+              "-H 'Content-Type: application/json' \\\n"
+              f"    -d '{{\"company_id\":\"{seed.company_id}\",\"agent_id\":\"{seed.agent_id}\","
+              f"\"conversation_id\":\"{conversation}\",\"customer_id\":\"demo-customer\","
+              "\"message\":\"What are your opening hours?\"}'\n"
+              f"Docs: {base}/docs", soft_wrap=True)
+
+
+@app.command()
+def demo(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False) -> None:
+    """Seed (idempotently) the demo company, user and agent, and issue a fresh API key."""
+    from cortex.demo.seed import seed_demo
+
+    seed = _with_session(seed_demo)
+    if as_json:
+        typer.echo(json.dumps(seed.as_json_dict()))
+    else:
+        _print_demo(seed, "127.0.0.1", 8000)
+
+
+@app.command()
+def up(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Seed the demo, print how to call it, and serve."""
+    from cortex.demo.seed import seed_demo
+
+    _print_demo(_with_session(seed_demo), host, port)
+    serve(host=host, port=port, workers=1)
+
+
+@keys_app.command("create")
+def keys_create(
+    company_id: Annotated[uuid.UUID, typer.Option(help="Company the key acts for.")],
+    name: Annotated[str, typer.Option(help="A name to recognise the key by.")],
+    scopes: Annotated[list[str] | None, typer.Option("--scopes", help="Scope (repeatable); default *.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=365)] = None,
+) -> None:
+    """Create an API key; the raw key is printed once."""
+    from pydantic import ValidationError
+
+    from cortex.auth.schemas import ApiKeyCreate
+    from cortex.auth.service import create_api_key
+    from cortex.db.models import Company
+
+    try:
+        body = ApiKeyCreate(name=name, scopes=scopes or ["*"], expires_in_days=expires_in_days)
+    except ValidationError as exc:
+        err.print(f"[red]invalid key:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+    async def work(session: Any) -> Any:
+        if await session.get(Company, company_id) is None:
+            return None
+        return await create_api_key(session, company_id, body)
+
+    created = _with_session(work)
+    if created is None:
+        err.print(f"[red]no company with id {company_id}[/]")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(created.model_dump(mode="json")))
+
+
+@users_app.command("create")
+def users_create(company: Annotated[str, typer.Option(help="Company name (created if new).")],
+                 email: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()]) -> None:
+    """Create a portal user."""
+    from cortex.auth.service import create_user, get_or_create_company
+    from cortex.kit.errors import Conflict
+
+    if len(password) < 8:
+        err.print("[red]password must be at least 8 characters[/]")
+        raise typer.Exit(2)
+
+    async def work(session: Any) -> dict[str, str]:
+        owner = await get_or_create_company(session, company)
+        user = await create_user(session, owner, email, password)
+        return {"user_id": str(user.id), "company_id": str(owner.id), "email": user.email}
+
+    try:
+        typer.echo(json.dumps(_with_session(work)))
+    except Conflict as exc:
+        err.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations."""
+    from cortex.db.engine import Database
+    from cortex.db.migrate import upgrade
+
+    database = Database(Settings())
+    try:
+        upgrade(database.resolve_url())
+    finally:
+        database.stop_embedded()
+    err.print("[green]database is up to date[/]")
+
+
+if __name__ == "__main__":
+    app()

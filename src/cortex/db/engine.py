@@ -1,0 +1,76 @@
+"""Async engine and sessions, plus the database the service runs on (given or embedded)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from cortex.db.embedded import EmbeddedPostgres
+from cortex.db.url import async_url
+from cortex.settings import Settings
+
+AFTER_COMMIT = "cortex_after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` once the unit of work has committed (e.g. cache invalidation: doing it
+    before the commit would let a concurrent reader cache the old state again)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+class Database:
+    """Owns the engine and, when no DATABASE_URL is set, the embedded server behind it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedded: EmbeddedPostgres | None = None
+        self.url: str | None = None
+        self.engine: AsyncEngine | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+    def resolve_url(self) -> str:
+        """Start the embedded server if needed; return the plain postgresql:// URL."""
+        if self.url is None:
+            if self.settings.database_url:
+                self.url = self.settings.database_url
+            else:
+                self._embedded = EmbeddedPostgres(self.settings.resolved_data_dir)
+                self.url = self._embedded.start()
+        return self.url
+
+    def connect(self, pool_size: int = 10) -> AsyncEngine:
+        if self.engine is None:
+            self.engine = create_async_engine(
+                async_url(self.resolve_url()), pool_size=pool_size, max_overflow=20, pool_pre_ping=True
+            )
+            self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self.engine
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits on success, rolls back on error."""
+        if self.sessionmaker is None:
+            self.connect()
+        assert self.sessionmaker is not None
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            for callback in session.info.pop(AFTER_COMMIT, []):
+                await callback()
+
+    async def dispose(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+            self.sessionmaker = None
+
+    def stop_embedded(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None

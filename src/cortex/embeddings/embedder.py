@@ -1,0 +1,96 @@
+"""Text embeddings, computed in batches off the event loop, normalised for cosine similarity."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cortex.embeddings.models import DEFAULT_EMBEDDING_MODEL, EmbeddingModelSpec, resolve_model
+
+BATCH_SIZE = 64
+_QUERY_CACHE_SIZE = 4096
+
+
+class Embedder:
+    """One per process. Local models run in a single worker thread (torch uses its own threads
+    inside), so an embedding never blocks the event loop and models load once."""
+
+    def __init__(self, *, bge_m3_path: Path | None = None, litellm_api_base: str | None = None,
+                 litellm_api_key: str | None = None) -> None:
+        self._bge_m3_path = bge_m3_path
+        self._api_base = litellm_api_base
+        self._api_key = litellm_api_key
+        self._models: dict[str, Any] = {}
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cortex-embed")
+        # Short texts (customer messages) are embedded by several services per request.
+        self._query_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def spec(self, model: str = DEFAULT_EMBEDDING_MODEL) -> EmbeddingModelSpec:
+        return resolve_model(model, bge_m3_path=self._bge_m3_path)
+
+    def dimensions(self, model: str = DEFAULT_EMBEDDING_MODEL) -> int:
+        return self.spec(model).dimensions
+
+    def _local_model(self, spec: EmbeddingModelSpec) -> Any:
+        with self._load_lock:
+            if spec.name not in self._models:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                self._models[spec.name] = SentenceTransformer(spec.target, device="cpu", local_files_only=True)
+            return self._models[spec.name]
+
+    def embed_sync(self, texts: list[str], model: str = DEFAULT_EMBEDDING_MODEL) -> np.ndarray:
+        """Blocking; for threads, benchmarks and the CLI. Returns float32 [n, dims], unit length."""
+        spec = self.spec(model)
+        if not texts:
+            return np.zeros((0, spec.dimensions), dtype=np.float32)
+        if spec.backend == "sentence-transformers":
+            vectors = self._local_model(spec).encode(
+                texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False)
+        else:
+            import litellm
+
+            rows: list[list[float]] = []
+            for start in range(0, len(texts), BATCH_SIZE):
+                response = litellm.embedding(model=spec.target, input=texts[start:start + BATCH_SIZE],
+                                             api_base=self._api_base, api_key=self._api_key)
+                rows.extend(item["embedding"] for item in response.data)
+            vectors = np.asarray(rows, dtype=np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape[1] != spec.dimensions:
+            raise ValueError(f"{spec.name} returned {vectors.shape[1]} dimensions, expected {spec.dimensions}")
+        return vectors
+
+    async def embed(self, texts: list[str], model: str = DEFAULT_EMBEDDING_MODEL) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_sync, texts, model)
+
+    async def embed_query(self, text: str, model: str = DEFAULT_EMBEDDING_MODEL) -> np.ndarray:
+        """One short text, memoised: the cache check, memory recall and retrieval share it."""
+        key = (model, text)
+        cached = self._query_cache.get(key)
+        if cached is not None:
+            self._query_cache.move_to_end(key)
+            return cached
+        vector = (await self.embed([text], model))[0]
+        self._query_cache[key] = vector
+        if len(self._query_cache) > _QUERY_CACHE_SIZE:
+            self._query_cache.popitem(last=False)
+        return vector
+
+    async def warm_up(self, model: str = DEFAULT_EMBEDDING_MODEL) -> None:
+        await self.embed(["warm up"], model)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,124 @@
+"""Typed errors, mapped to HTTP responses once, in `register_error_handlers`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class CortexError(Exception):
+    status_code = 400
+    default_detail = "bad request"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail or self.default_detail)
+        self.detail = detail or self.default_detail
+        self.headers = headers
+        self.extra = extra or {}
+
+
+class NotFound(CortexError):
+    status_code = 404
+    default_detail = "not found"
+
+
+class Unauthorized(CortexError):
+    status_code = 401
+    default_detail = "not authenticated"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(CortexError):
+    status_code = 403
+    default_detail = "forbidden"
+
+
+class Conflict(CortexError):
+    status_code = 409
+    default_detail = "conflict"
+
+
+class InvalidInput(CortexError):
+    """A semantic validation failure that Pydantic could not see (reported like a 422 from FastAPI)."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        loc = ["body", *self.field.split(".")] if self.field else ["body"]
+        return {"detail": [{"loc": loc, "msg": self.detail, "type": "value_error"}]}
+
+
+class ConfigurationError(CortexError):
+    """The agent's own configuration is unusable (e.g. its prompt template does not render)."""
+
+    status_code = 422
+    default_detail = "agent configuration error"
+
+
+class RateLimited(CortexError):
+    status_code = 429
+    default_detail = "rate limit exceeded"
+
+
+class ServiceUnavailable(CortexError):
+    status_code = 503
+    default_detail = "service unavailable"
+
+
+class GatewayTimeout(CortexError):
+    status_code = 504
+    default_detail = "upstream timed out"
+
+
+def request_id_of(request: Request) -> str:
+    rid = getattr(request.state, "request_id", None)
+    if not rid:
+        rid = uuid.uuid4().hex
+        request.state.request_id = rid
+    return str(rid)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=422)
+
+    @app.exception_handler(CortexError)
+    async def _cortex(request: Request, exc: CortexError) -> JSONResponse:
+        body: dict[str, Any] = {"detail": exc.detail, **exc.extra}
+        if exc.status_code >= 500:
+            body["request_id"] = request_id_of(request)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Pydantic's `input`/`ctx` may hold secrets (passwords) or non-JSON values: keep loc/msg/type.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id_of(request)
+        logger.exception("unhandled error", extra={"request_id": rid})
+        return JSONResponse({"detail": "internal error", "request_id": rid}, status_code=500)

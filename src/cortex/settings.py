@@ -1,0 +1,97 @@
+"""One settings class for the whole service, read from the environment (prefix CORTEX_)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TIERS = ("speed", "nano", "sonnet", "complex", "search")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORTEX_", extra="ignore")
+
+    data_dir: Path = Path(".cortex")
+    # The two connection settings keep their conventional unprefixed names.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CORTEX_DATABASE_URL")
+    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CORTEX_REDIS_URL"))
+    secret_key: str | None = None
+    environment: str = "development"
+
+    jwt_expire_minutes: int = 12 * 60
+    config_cache_ttl_seconds: int = 300
+    upload_dir: Path | None = None
+    allow_private_webhooks: bool = False
+    rate_limit_per_minute: int = 600
+
+    # Model per tier (CORTEX_MODEL_SPEED ... CORTEX_MODEL_SEARCH); empty means "not configured".
+    model_speed: str | None = None
+    model_nano: str | None = None
+    model_sonnet: str | None = None
+    model_complex: str | None = None
+    model_search: str | None = None
+    bge_m3_path: Path | None = None
+    # Load the embedding model at start-up rather than on the first request that needs it.
+    preload_embeddings: bool = True
+    llm_api_base: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 60.0
+    llm_max_retries: int = 1
+
+    @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
+                     "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_upload_dir(self) -> Path:
+        return (self.upload_dir or self.resolved_data_dir / "uploads").expanduser().resolve()
+
+    @cached_property
+    def signing_secret(self) -> str:
+        """The secret behind JWTs and credential encryption.
+
+        Self-hosted installs rarely set one, so a random secret is created once and kept in the
+        data folder (mode 0600); outside development an explicit CORTEX_SECRET_KEY is required.
+        """
+        if self.secret_key:
+            if self.environment != "development" and len(self.secret_key) < 32:
+                raise ValueError("CORTEX_SECRET_KEY must be at least 32 characters outside development")
+            return self.secret_key
+        if self.environment != "development":
+            raise ValueError("CORTEX_SECRET_KEY must be set outside development")
+        path = self.resolved_data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another cortex process created it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value
+
+    def model_for_tier(self, tier: str) -> str | None:
+        value: str | None = getattr(self, f"model_{tier}", None)
+        return value
+
+
+def get_settings() -> Settings:
+    return Settings()

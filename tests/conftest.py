@@ -1,0 +1,149 @@
+"""Tests run against a real PostgreSQL: the embedded one (default) or CORTEX_TEST_DATABASE_URL's server.
+
+Each pytest session creates its own database on that server and migrates it with Alembic, so runs
+never see each other's rows; inside a run, every test makes its own companies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cortex.app import build_runtime, close_runtime, create_app
+from cortex.db.embedded import EmbeddedPostgres
+from cortex.db.migrate import upgrade
+from cortex.db.url import async_url
+from cortex.kit.runtime import Runtime
+from cortex.settings import Settings
+from tests.support import Tenant, make_tenant
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _admin(url: str, statement: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("CORTEX_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("cortex-data"))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_url: str) -> Iterator[str]:
+    name = f"cortex_test_{uuid.uuid4().hex[:12]}"
+    _admin(pg_server_url, f'CREATE DATABASE "{name}"')
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def test_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data_dir = tmp_path_factory.mktemp("cortex-home")
+    return Settings(
+        database_url=database_url, redis_url=None, data_dir=data_dir, upload_dir=data_dir / "uploads",
+        secret_key="test-secret-" + "x" * 40, allow_private_webhooks=True, preload_embeddings=False,
+        rate_limit_per_minute=100_000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def runtime(test_settings: Settings) -> AsyncIterator[Runtime]:
+    built = await build_runtime(test_settings, migrate=False)
+    yield built
+    await close_runtime(built)
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cortex.test") as http:
+        yield http
+
+
+@pytest.fixture
+async def tenant(runtime: Runtime) -> Tenant:
+    return await make_tenant(runtime)
+
+
+@pytest.fixture
+async def other_tenant(runtime: Runtime) -> Tenant:
+    return await make_tenant(runtime)
+
+
+# --- Redis -------------------------------------------------------------------------------------------
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL or 127.0.0.1:6379; else a redis-server we start; else skip (fail under CI=true)."""
+    for candidate in (os.environ.get("REDIS_URL"), "redis://127.0.0.1:6379/0"):
+        if candidate and _redis_answers(candidate):
+            yield candidate
+            return
+    binary = shutil.which("redis-server")
+    if binary:
+        port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="cortex-redis-")
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", workdir],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _redis_answers(url):
+            time.sleep(0.1)
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(5)
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("Redis is required under CI=true: set REDIS_URL or install redis-server")
+    print("\n" + "!" * 70 + "\n!! NO REDIS AVAILABLE: Redis tests are SKIPPED\n" + "!" * 70)
+    pytest.skip("no Redis server available (set REDIS_URL or install redis-server)")

@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: a tenant (company + user + API key) and request shortcuts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cortex.auth import service as auth
+from cortex.auth.schemas import ApiKeyCreate
+from cortex.kit.runtime import Runtime
+
+
+@dataclass
+class Tenant:
+    company_id: uuid.UUID
+    user_email: str
+    password: str
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+async def make_tenant(runtime: Runtime, scopes: list[str] | None = None, name: str | None = None) -> Tenant:
+    suffix = uuid.uuid4().hex[:10]
+    password = "pw-" + uuid.uuid4().hex
+    async with runtime.database.session() as session:
+        company = await auth.get_or_create_company(session, name or f"Company {suffix}")
+        user = await auth.create_user(session, company, f"user-{suffix}@example.com", password)
+        key = await auth.create_api_key(session, company.id, ApiKeyCreate(name="test", scopes=scopes or ["*"]))
+    return Tenant(company.id, user.email, password, key.key)
+
+
+async def make_key(runtime: Runtime, company_id: uuid.UUID, scopes: list[str], **extra: Any) -> str:
+    async with runtime.database.session() as session:
+        key = await auth.create_api_key(session, company_id, ApiKeyCreate(name="extra", scopes=scopes, **extra))
+    return key.key
+
+
+async def create_agent(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Agent " + uuid.uuid4().hex[:6], **fields}
+    response = await client.post("/v1/agents", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data

@@ -1,0 +1,63 @@
+"""The `cortex` command, run as a real process against real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support import Tenant
+
+CORTEX = [sys.executable, "-m", "cortex.cli"]
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CORTEX + args, env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
+
+
+def test_demo_json_on_embedded_postgres_is_idempotent(tmp_path: Path) -> None:
+    env = {"CORTEX_DATA_DIR": str(tmp_path / "home"), "DATABASE_URL": ""}
+    first = _run(["demo", "--json"], env)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)  # exactly one JSON object on stdout
+    assert set(data) == {"company_id", "agent_id", "email", "password", "api_key"}
+    assert data["api_key"].startswith("ctx_")
+    assert (tmp_path / "home" / "postgres" / "PG_VERSION").exists()
+    second = json.loads(_run(["demo", "--json"], env).stdout)
+    assert (second["company_id"], second["agent_id"]) == (data["company_id"], data["agent_id"])
+    assert second["api_key"] != data["api_key"]
+
+
+async def test_demo_user_can_log_in(client: httpx.AsyncClient, database_url: str) -> None:
+    result = _run(["demo", "--json"], {"DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    login = await client.post("/portal/api/login", json={"email": data["email"], "password": data["password"]})
+    assert login.status_code == 200
+    headers = {"Authorization": f"Bearer {data['api_key']}"}
+    config = await client.get(f"/v1/agents/{data['agent_id']}/config", headers=headers)
+    assert config.status_code == 200 and len(config.json()["faqs"]) >= 3
+
+
+async def test_users_and_keys_commands(client: httpx.AsyncClient, database_url: str, tenant: Tenant) -> None:
+    env = {"DATABASE_URL": database_url}
+    created = _run(["users", "create", "--company", "CLI Co", "--email", "cli@example.com",
+                    "--password", "long-enough-pw"], env)
+    assert created.returncode == 0, created.stderr
+    user = json.loads(created.stdout)
+    duplicate = _run(["users", "create", "--company", "CLI Co", "--email", "cli@example.com",
+                      "--password", "long-enough-pw"], env)
+    assert duplicate.returncode == 1
+    key = _run(["keys", "create", "--company-id", user["company_id"], "--name", "ops", "--scopes", "agents",
+                "--expires-in-days", "7"], env)
+    assert key.returncode == 0, key.stderr
+    raw = json.loads(key.stdout)["key"]
+    listed = await client.get("/v1/agents", headers={"Authorization": f"Bearer {raw}"})
+    assert listed.status_code == 200 and listed.json()["total_count"] == 0
+    assert (await client.get("/v1/customers", headers={"Authorization": f"Bearer {raw}"})).status_code == 403
+    bad = _run(["keys", "create", "--company-id", user["company_id"], "--name", "x", "--scopes", "root"], env)
+    assert bad.returncode == 2
