@@ -27,6 +27,17 @@ from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Each domain's routers, in the order they appear in the OpenAPI document.
+ROUTERS = [
+    health_router,
+    portal_router,
+    keys_router,
+    agents_router,
+    actions_router,
+    sources_router,
+    customers_router,
+]
+
 
 async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     # LiteLLM must never reach for the network to fetch its price list.
@@ -37,12 +48,14 @@ async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         await upgrade_async(url)
     database.connect()
     cache = create_cache_backend(settings.redis_url)
-    return Runtime(
+    runtime = Runtime(
         settings=settings, database=database, cache=cache, secrets=SecretBox(settings.signing_secret),
         config_cache=AgentConfigCache(cache, settings.config_cache_ttl_seconds),
         embedder=Embedder(bge_m3_path=settings.bge_m3_path, litellm_api_base=settings.llm_api_base,
                           litellm_api_key=settings.llm_api_key),
     )
+    wire_components(runtime)
+    return runtime
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -50,6 +63,13 @@ async def close_runtime(runtime: Runtime) -> None:
     await runtime.cache.close()
     await runtime.database.dispose()
     runtime.database.stop_embedded()
+
+
+def wire_components(runtime: Runtime) -> None:
+    """Register the pipeline's components (knowledge, memory, semantic cache, ...) by their port names.
+
+    Each domain adds one line here when it lands; until then the pipeline uses its Unavailable port.
+    """
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -74,7 +94,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     register_error_handlers(app)
-    for router in (health_router, portal_router, keys_router, agents_router, actions_router, sources_router,
-                   customers_router):
+    for router in ROUTERS:
         app.include_router(router)
     return app
