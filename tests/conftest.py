@@ -28,6 +28,7 @@ from cortex.db.migrate import upgrade
 from cortex.db.url import async_url
 from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
+from tests.scripted_llm import ScriptedLLM, echo
 from tests.support import Tenant, make_tenant
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -98,6 +99,39 @@ async def tenant(runtime: Runtime) -> Tenant:
 @pytest.fixture
 async def other_tenant(runtime: Runtime) -> Tenant:
     return await make_tenant(runtime)
+
+
+# --- the scripted LLM server ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[ScriptedLLM]:
+    server = ScriptedLLM().start()
+    yield server
+    server.stop()
+
+
+# Every tier resolves to this model name when a test turns the scripted LLM on.
+SCRIPTED_MODEL = "openai/scripted-model"
+
+
+@pytest.fixture
+def llm(runtime: Runtime, llm_server: ScriptedLLM) -> Iterator[ScriptedLLM]:
+    """Points the runtime's gateway at the scripted server for one test, then restores the settings."""
+    settings = runtime.settings
+    saved = settings.model_dump()
+    settings.llm_api_base = llm_server.api_base
+    settings.llm_api_key = "sk-test"
+    settings.llm_timeout_seconds = 5.0
+    for tier in ("speed", "nano", "sonnet", "complex", "search"):
+        setattr(settings, f"model_{tier}", SCRIPTED_MODEL)
+    llm_server.script = echo
+    llm_server.requests.clear()
+    try:
+        yield llm_server
+    finally:
+        for name in ("llm_api_base", "llm_api_key", "llm_timeout_seconds", "model_speed", "model_nano",
+                     "model_sonnet", "model_complex", "model_search"):
+            setattr(settings, name, saved[name])
 
 
 # --- Redis -------------------------------------------------------------------------------------------

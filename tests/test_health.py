@@ -25,7 +25,7 @@ async def test_health_degraded_when_configured_dependency_fails(runtime: Runtime
     broken = RedisCacheBackend("redis://127.0.0.1:1/0")
     settings = runtime.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     degraded = Runtime(settings=settings, database=runtime.database, cache=broken, secrets=runtime.secrets,
-                       config_cache=runtime.config_cache, embedder=runtime.embedder)
+                       config_cache=runtime.config_cache, embedder=runtime.embedder, llm=runtime.llm)
     transport = httpx.ASGITransport(app=create_app(runtime=degraded))
     async with httpx.AsyncClient(transport=transport, base_url="http://cortex.test") as http:
         response = await http.get("/health/detailed")

@@ -22,6 +22,7 @@ from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
+from cortex.llm.gateway import LLMGateway
 from cortex.knowledge.endpoints import sources_router
 from cortex.settings import Settings
 
@@ -53,6 +54,7 @@ async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         config_cache=AgentConfigCache(cache, settings.config_cache_ttl_seconds),
         embedder=Embedder(bge_m3_path=settings.bge_m3_path, litellm_api_base=settings.llm_api_base,
                           litellm_api_key=settings.llm_api_key),
+        llm=LLMGateway(settings),
     )
     wire_components(runtime)
     return runtime

@@ -10,6 +10,7 @@ from cortex.db.engine import Database
 from cortex.embeddings.embedder import Embedder
 from cortex.kit.cache_backend import CacheBackend
 from cortex.kit.crypto import SecretBox
+from cortex.llm.gateway import LLMGateway
 from cortex.settings import Settings
 
 
@@ -21,5 +22,6 @@ class Runtime:
     secrets: SecretBox
     config_cache: AgentConfigCache
     embedder: Embedder
+    llm: LLMGateway
     # Components added by later parts of the service (pipeline, embedder, ...), by name.
     components: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,225 @@
+"""The one door to every model: LiteLLM with per-call timeout, retries, fallback models, cost and limits.
+
+Errors leave as Cortex errors the API maps to status codes: an unreachable provider is 503
+(`ServiceUnavailable`), a model that does not answer in time is 504 (`GatewayTimeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import litellm
+import openai
+
+from cortex.agents.schemas import ModelPrice
+from cortex.kit.errors import GatewayTimeout, ServiceUnavailable
+from cortex.settings import Settings
+
+logger = logging.getLogger(__name__)
+litellm.suppress_debug_info = True
+
+# Used when neither LiteLLM's map nor the agent's settings know a model's context window.
+DEFAULT_CONTEXT_WINDOW = 8_192
+_RETRY_BACKOFF_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class RequestedToolCall:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model wrote it; validated by the tool executor
+
+
+@dataclass
+class Completion:
+    text: str
+    tool_calls: list[RequestedToolCall]
+    model: str
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+    latency_ms: float
+    # The assistant message to append to the conversation when the tool loop continues.
+    message: dict[str, Any] = field(default_factory=dict)
+
+
+class _Unreachable(Exception):
+    pass
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _classify(exc: BaseException) -> type[Exception]:
+    """Walk the cause chain: LiteLLM wraps a refused connection as an InternalServerError."""
+    seen: BaseException | None = exc
+    status: int | None = getattr(exc, "status_code", None)
+    while seen is not None:
+        if isinstance(seen, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+            return _TimedOut
+        if isinstance(seen, openai.APIConnectionError | httpx.ConnectError | ConnectionError | OSError):
+            return _Unreachable
+        seen = seen.__cause__ or seen.__context__
+    if status in (429, 500, 502, 503, 504):
+        return _Unreachable
+    return _Rejected
+
+
+def price_of(model: str, prices: Mapping[str, ModelPrice], tokens_input: int, tokens_output: int,
+             response: Any = None) -> float:
+    """Per-model prices in settings win; then LiteLLM's cost map; models it doesn't know cost 0."""
+    price = prices.get(model)
+    if price is not None:
+        return (tokens_input * price.input_per_million + tokens_output * price.output_per_million) / 1e6
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=tokens_input, completion_tokens=tokens_output
+        )
+        return float(prompt_cost + completion_cost)
+    except Exception:  # litellm raises a bare Exception for models missing from its map
+        return 0.0
+
+
+def context_window(model: str, override: int | None = None) -> int:
+    if override:
+        return override
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # ModelNotMappedError and friends: a local or custom deployment
+        return DEFAULT_CONTEXT_WINDOW
+    return int(info.get("max_input_tokens") or info.get("max_tokens") or DEFAULT_CONTEXT_WINDOW)
+
+
+def count_tokens(model: str | None, *, text: str | None = None,
+                 messages: Sequence[Mapping[str, Any]] | None = None) -> int:
+    """LiteLLM's offline counter: the model's own tokenizer where it ships one, else cl100k."""
+    if text is not None:
+        return int(litellm.token_counter(model=model or "", text=text))
+    return int(litellm.token_counter(model=model or "", messages=list(messages or [])))
+
+
+class LLMGateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def configured(self) -> bool:
+        return any(self.settings.model_for_tier(tier) for tier in ("speed", "nano", "sonnet", "complex", "search"))
+
+    async def complete(self, *, models: Sequence[str], messages: list[dict[str, Any]],
+                       tools: list[dict[str, Any]] | None = None, temperature: float | None = None,
+                       max_tokens: int | None = None, prices: Mapping[str, ModelPrice] | None = None,
+                       response_format: dict[str, Any] | None = None,
+                       timeout: float | None = None) -> Completion:
+        """Try each model in order (primary, then fallbacks); retry transient failures on each."""
+        if not models:
+            raise ServiceUnavailable("no model is configured for this request")
+        last: Exception | None = None
+        for model in models:
+            for attempt in range(self.settings.llm_max_retries + 1):
+                try:
+                    return await self._call(model, messages, tools, temperature, max_tokens, prices or {},
+                                            response_format, timeout)
+                except _TimedOut as exc:
+                    last = exc  # a model that timed out once will not be faster on a retry: next model
+                    break
+                except _Unreachable as exc:
+                    last = exc
+                    if attempt < self.settings.llm_max_retries:
+                        await asyncio.sleep(_RETRY_BACKOFF_SECONDS * (2**attempt))
+                except _Rejected as exc:
+                    last = exc
+                    break
+        if isinstance(last, _TimedOut):
+            raise GatewayTimeout(f"the model did not answer in time ({last})")
+        if isinstance(last, _Rejected):
+            raise ServiceUnavailable(f"the model provider rejected the request ({last})")
+        raise ServiceUnavailable(f"the LLM provider is unreachable ({last})")
+
+    async def _call(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                    temperature: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice],
+                    response_format: dict[str, Any] | None, timeout: float | None) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": model, "messages": messages,
+            "timeout": timeout or self.settings.llm_timeout_seconds,
+            # Retries are ours (above), so the OpenAI client must not add its own hidden ones.
+            "max_retries": 0, "num_retries": 0,
+        }
+        if self.settings.llm_api_base:
+            kwargs["api_base"] = self.settings.llm_api_base
+        if self.settings.llm_api_key:
+            kwargs["api_key"] = self.settings.llm_api_key
+        if tools:
+            kwargs["tools"] = tools
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            kind = _classify(exc)
+            # The message of a provider error never holds our secrets: credentials travel in headers.
+            logger.warning("llm call failed", extra={"model": model, "error_type": type(exc).__name__})
+            raise kind(f"{model}: {type(exc).__name__}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        choice = response.choices[0]
+        message = choice.message
+        tool_calls = [
+            RequestedToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
+            for call in (message.tool_calls or [])
+        ]
+        usage = getattr(response, "usage", None)
+        tokens_input = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_output = int(getattr(usage, "completion_tokens", 0) or 0)
+        assistant: dict[str, Any] = {"role": "assistant", "content": message.content}
+        if tool_calls:
+            assistant["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in tool_calls
+            ]
+        return Completion(
+            text=message.content or "", tool_calls=tool_calls, model=model, tokens_input=tokens_input,
+            tokens_output=tokens_output, cost_usd=price_of(model, prices, tokens_input, tokens_output),
+            latency_ms=latency_ms, message=assistant,
+        )
+
+    async def complete_json(self, *, models: Sequence[str], messages: list[dict[str, Any]],
+                            schema: dict[str, Any], name: str = "result",
+                            timeout: float | None = None) -> tuple[dict[str, Any] | None, Completion]:
+        """Ask for JSON matching `schema`; returns (parsed object or None when invalid, the completion).
+
+        Providers that support structured output enforce the schema; others get it in the prompt. The
+        caller validates the object against the schema either way.
+        """
+        completion = await self.complete(
+            models=models, messages=messages, temperature=0, timeout=timeout,
+            response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+        )
+        try:
+            parsed = json.loads(_strip_fences(completion.text))
+        except (json.JSONDecodeError, TypeError):
+            return None, completion
+        return (parsed if isinstance(parsed, dict) else None), completion
+
+
+def _strip_fences(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped

@@ -1,0 +1,158 @@
+"""A scripted OpenAI-compatible chat completions server on loopback, which LiteLLM really calls.
+
+The only fake in the test suite: it stands in for the LLM providers the machine cannot reach. Each
+request is answered by a `Script` (a function of the request body) and recorded, so tests can check
+exactly what Cortex sent. Benchmarks use it as the upstream model too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str  # raw JSON text, possibly malformed on purpose
+    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:12])
+
+
+@dataclass
+class Reply:
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    delay_seconds: float = 0.0
+    status: int = 200
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Script = Callable[[dict[str, Any]], Reply]
+
+
+def echo(body: dict[str, Any]) -> Reply:
+    """Default script: answer with the last user message, so replies are checkable."""
+    last = next((m for m in reversed(body.get("messages", [])) if m.get("role") == "user"), {})
+    return Reply(text=f"echo: {_text(last.get('content'))}")
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+class ScriptedLLM:
+    def __init__(self, script: Script = echo) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.port = _free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def queue(self, *replies: Reply, then: Script = echo) -> None:
+        """Answer the next requests with `replies` in order, then fall back to `then`."""
+        pending = list(replies)
+
+        def script(body: dict[str, Any]) -> Reply:
+            return pending.pop(0) if pending else then(body)
+
+        self.script = script
+
+    async def _completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        reply = self.script(body)
+        if reply.delay_seconds:
+            await asyncio.sleep(reply.delay_seconds)
+        if reply.status != 200:
+            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+                                status_code=reply.status)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in reply.tool_calls
+            ]
+        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else _rough_tokens(body)
+        completion_tokens = (reply.completion_tokens if reply.completion_tokens is not None
+                             else max(1, len((reply.text or "").split())))
+        return JSONResponse({
+            "id": "chatcmpl-" + uuid.uuid4().hex[:16],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    def start(self) -> ScriptedLLM:
+        app = Starlette(routes=[
+            Route("/v1/chat/completions", self._completions, methods=["POST"]),
+            Route("/chat/completions", self._completions, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+        ])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("scripted LLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _rough_tokens(body: dict[str, Any]) -> int:
+    return max(1, len(json.dumps(body.get("messages", []))) // 4)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def refused_api_base() -> str:
+    """An address where nothing listens: connections are refused at once."""
+    return f"http://127.0.0.1:{_free_port()}/v1"
+
+
+@contextmanager
+def scripted_llm(script: Script = echo) -> Iterator[ScriptedLLM]:
+    server = ScriptedLLM(script).start()
+    try:
+        yield server
+    finally:
+        server.stop()
