@@ -22,8 +22,8 @@ from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
-from cortex.llm.gateway import LLMGateway
 from cortex.knowledge.endpoints import sources_router
+from cortex.llm.gateway import LLMGateway
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -121,7 +121,7 @@ class LLMGateway:
                        tools: list[dict[str, Any]] | None = None, temperature: float | None = None,
                        max_tokens: int | None = None, prices: Mapping[str, ModelPrice] | None = None,
                        response_format: dict[str, Any] | None = None,
-                       timeout: float | None = None) -> Completion:
+                       timeout_seconds: float | None = None) -> Completion:
         """Try each model in order (primary, then fallbacks); retry transient failures on each."""
         if not models:
             raise ServiceUnavailable("no model is configured for this request")
@@ -130,7 +130,7 @@ class LLMGateway:
             for attempt in range(self.settings.llm_max_retries + 1):
                 try:
                     return await self._call(model, messages, tools, temperature, max_tokens, prices or {},
-                                            response_format, timeout)
+                                            response_format, timeout_seconds)
                 except _TimedOut as exc:
                     last = exc  # a model that timed out once will not be faster on a retry: next model
                     break
@@ -149,10 +149,10 @@ class LLMGateway:
 
     async def _call(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                     temperature: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice],
-                    response_format: dict[str, Any] | None, timeout: float | None) -> Completion:
+                    response_format: dict[str, Any] | None, timeout_seconds: float | None) -> Completion:
         kwargs: dict[str, Any] = {
             "model": model, "messages": messages,
-            "timeout": timeout or self.settings.llm_timeout_seconds,
+            "timeout": timeout_seconds or self.settings.llm_timeout_seconds,
             # Retries are ours (above), so the OpenAI client must not add its own hidden ones.
             "max_retries": 0, "num_retries": 0,
         }
@@ -200,14 +200,14 @@ class LLMGateway:
 
     async def complete_json(self, *, models: Sequence[str], messages: list[dict[str, Any]],
                             schema: dict[str, Any], name: str = "result",
-                            timeout: float | None = None) -> tuple[dict[str, Any] | None, Completion]:
+                            timeout_seconds: float | None = None) -> tuple[dict[str, Any] | None, Completion]:
         """Ask for JSON matching `schema`; returns (parsed object or None when invalid, the completion).
 
         Providers that support structured output enforce the schema; others get it in the prompt. The
         caller validates the object against the schema either way.
         """
         completion = await self.complete(
-            models=models, messages=messages, temperature=0, timeout=timeout,
+            models=models, messages=messages, temperature=0, timeout_seconds=timeout_seconds,
             response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
         )
         try:
