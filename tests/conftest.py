@@ -30,6 +30,7 @@ from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
 from tests.scripted_llm import ScriptedLLM, echo
 from tests.support import Tenant, make_tenant
+from tests.webhook_target import WebhookTarget
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,6 +133,13 @@ def llm(runtime: Runtime, llm_server: ScriptedLLM) -> Iterator[ScriptedLLM]:
         for name in ("llm_api_base", "llm_api_key", "llm_timeout_seconds", "model_speed", "model_nano",
                      "model_sonnet", "model_complex", "model_search"):
             setattr(settings, name, saved[name])
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookTarget]:
+    target = WebhookTarget().start()
+    yield target
+    target.stop()
 
 
 # --- Redis -------------------------------------------------------------------------------------------

@@ -47,3 +47,20 @@ async def create_agent(client: httpx.AsyncClient, tenant: Tenant, **fields: Any)
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
     return data
+
+
+async def create_action(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) -> dict[str, Any]:
+    body = {"name": "action_" + uuid.uuid4().hex[:6], **fields}
+    response = await client.post("/v1/actions", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def chat(client: httpx.AsyncClient, tenant: Tenant, agent_id: str, message: str, *,
+               conversation_id: uuid.UUID | str | None = None, customer_id: str = "customer-1",
+               **extra: Any) -> httpx.Response:
+    body = {"company_id": str(tenant.company_id), "agent_id": agent_id,
+            "conversation_id": str(conversation_id or uuid.uuid4()), "customer_id": customer_id,
+            "message": message, **extra}
+    return await client.post("/v1/chat", json=body, headers=tenant.headers)

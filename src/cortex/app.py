@@ -24,6 +24,9 @@ from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
 from cortex.llm.gateway import LLMGateway
+from cortex.pipeline.endpoints import chat_router
+from cortex.pipeline.ports import PIPELINE
+from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ ROUTERS = [
     actions_router,
     sources_router,
     customers_router,
+    chat_router,
 ]
 
 
@@ -61,6 +65,11 @@ async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
 
 
 async def close_runtime(runtime: Runtime) -> None:
+    # Components finish their background work first (post actions, extraction), then the pools close.
+    for component in reversed(list(runtime.components.values())):
+        closer = getattr(component, "aclose", None)
+        if closer is not None:
+            await closer()
     runtime.embedder.close()
     await runtime.cache.close()
     await runtime.database.dispose()
@@ -71,7 +80,9 @@ def wire_components(runtime: Runtime) -> None:
     """Register the pipeline's components (knowledge, memory, semantic cache, ...) by their port names.
 
     Each domain adds one line here when it lands; until then the pipeline uses its Unavailable port.
+    The pipeline comes first so that it is closed last.
     """
+    runtime.components[PIPELINE] = ChatPipeline(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -95,6 +96,11 @@ def price_of(model: str, prices: Mapping[str, ModelPrice], tokens_input: int, to
 def context_window(model: str, override: int | None = None) -> int:
     if override:
         return override
+    return _mapped_window(model)
+
+
+@lru_cache(maxsize=1_024)
+def _mapped_window(model: str) -> int:
     try:
         info = litellm.get_model_info(model)
     except Exception:  # ModelNotMappedError and friends: a local or custom deployment

@@ -15,6 +15,7 @@ from cortex.agents.schemas import AgentConfig
 KNOWLEDGE = "knowledge"
 MEMORY = "memory"
 SEMANTIC_CACHE = "semantic_cache"
+PIPELINE = "pipeline"  # the ChatPipeline itself, built by app.wire_components
 
 
 @dataclass(frozen=True)

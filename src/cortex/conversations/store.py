@@ -1,0 +1,123 @@
+"""Conversations and messages: the customer's message first, the reply with everything it cost."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cortex.db.models import Conversation, Message
+from cortex.kit.errors import InvalidInput, NotFound
+from cortex.pipeline.ports import HistoryTurn
+
+
+async def open_conversation(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID,
+                            conversation_id: uuid.UUID, customer_id: str, channel: str) -> Conversation:
+    """The client names the conversation; it is created on first use and must stay with its customer."""
+    conversation = await session.get(Conversation, conversation_id, with_for_update=False)
+    if conversation is None:
+        conversation = Conversation(id=conversation_id, company_id=company_id, agent_id=agent_id,
+                                    customer_id=customer_id, channel=channel)
+        session.add(conversation)
+        await session.flush()
+        return conversation
+    if conversation.company_id != company_id:
+        raise NotFound("conversation not found")  # another company's: indistinguishable from none
+    if conversation.customer_id != customer_id:
+        raise InvalidInput("conversation_id", "this conversation belongs to another customer")
+    if conversation.agent_id != agent_id:
+        conversation.agent_id = agent_id  # a hand-over between agents continues the same thread
+    return conversation
+
+
+async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
+                         limit: int) -> list[HistoryTurn]:
+    """The last `limit` answered turns, oldest first; failed and pending messages are left out."""
+    if limit <= 0:
+        return []
+    rows = (await session.execute(
+        select(Message.role, Message.content)
+        .where(Message.company_id == company_id, Message.conversation_id == conversation_id,
+               Message.status == "ok")
+        .order_by(Message.created_at.desc(), Message.role.desc())
+        .limit(limit * 2)
+    )).all()
+    return [HistoryTurn(role=role, content=content) for role, content in reversed(rows)]
+
+
+async def add_customer_message(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
+                               agent_id: uuid.UUID, customer_id: str, content: str, channel: str,
+                               request_id: str, metadata: dict[str, Any]) -> Message:
+    message = Message(company_id=company_id, conversation_id=conversation_id, agent_id=agent_id,
+                      customer_id=customer_id, role="customer", content=content, status="pending", channel=channel,
+                      request_id=request_id, metadata_=metadata)
+    session.add(message)
+    await session.flush()
+    return message
+
+
+@dataclass
+class ReplyRecord:
+    content: str
+    model_used: str
+    tier: str | None
+    tier_reason: str | None
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+    latency_ms: float
+    step_timings: dict[str, float]
+    context_tokens: dict[str, Any]
+    actions_executed: list[str]
+    tool_calls: list[dict[str, Any]]
+    tool_rounds: int
+    cached: bool
+    cache_similarity: float | None
+    cache_entry_id: uuid.UUID | None
+    config_cache_hit: bool | None
+    llm_latency_ms: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
+                    agent_id: uuid.UUID, customer_id: str, channel: str, request_id: str,
+                    customer_message_id: uuid.UUID, record: ReplyRecord) -> Message:
+    reply = Message(
+        company_id=company_id, conversation_id=conversation_id, agent_id=agent_id, customer_id=customer_id,
+        role="assistant", content=record.content, status="ok", channel=channel, request_id=request_id,
+        model_used=record.model_used, tier=record.tier, tier_reason=record.tier_reason,
+        tokens_input=record.tokens_input, tokens_output=record.tokens_output,
+        cost_usd=Decimal(str(round(record.cost_usd, 8))), latency_ms=record.latency_ms,
+        step_timings=record.step_timings, context_tokens=record.context_tokens,
+        actions_executed=record.actions_executed, tool_calls=record.tool_calls, tool_rounds=record.tool_rounds,
+        cached=record.cached, cache_similarity=record.cache_similarity, cache_entry_id=record.cache_entry_id,
+        config_cache_hit=record.config_cache_hit, llm_latency_ms=record.llm_latency_ms, metadata_=record.metadata,
+    )
+    session.add(reply)
+    await session.execute(
+        update(Message).where(Message.id == customer_message_id, Message.company_id == company_id)
+        .values(status="ok")
+    )
+    await session.flush()
+    return reply
+
+
+async def mark_failed(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID, error: str) -> None:
+    await session.execute(
+        update(Message).where(Message.id == message_id, Message.company_id == company_id)
+        .values(status="failed", error=error[:2000])
+    )
+
+
+async def append_tool_calls(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID,
+                            calls: list[dict[str, Any]], names: list[str]) -> None:
+    """Post-reply actions finish after the reply is stored; their records join it afterwards."""
+    message = await session.get(Message, message_id)
+    if message is None or message.company_id != company_id:
+        return
+    message.tool_calls = [*message.tool_calls, *calls]
+    message.actions_executed = [*message.actions_executed, *names]

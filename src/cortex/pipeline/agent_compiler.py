@@ -1,0 +1,104 @@
+"""07 Agent Compiler: render the prompt, call the model with the agent's actions as tools, run the tool loop.
+
+Up to MAX_TOOL_ROUNDS rounds of tool calls are executed and fed back; after the last the model is
+called once more without tools, which forces a text answer. Timings: `agent_compiler` is the whole
+service; inside it, `tool_execution` is the time spent in webhooks and `tool_call_rounds` the time of
+the model calls that followed tool results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from cortex.kit.errors import GatewayTimeout, ServiceUnavailable
+from cortex.kit.runtime import Runtime
+from cortex.llm import offline
+from cortex.llm.gateway import Completion
+from cortex.llm.offline import OfflineResponder
+from cortex.pipeline.context import RequestContext
+from cortex.pipeline.prompt import render_system_prompt
+from cortex.tools.executor import ToolExecutor
+
+MAX_TOOL_ROUNDS = 5
+
+
+def tool_specs(ctx: RequestContext) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {
+            "name": action.name, "description": action.description or action.name,
+            "parameters": action.parameters_schema or {"type": "object", "properties": {}},
+        }}
+        for action in ctx.config.action_definitions if not action.run_after_reply
+    ]
+
+
+def build_messages(ctx: RequestContext) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": render_system_prompt(ctx)}]
+    for turn in ctx.kept_history:
+        messages.append({"role": "assistant" if turn.role == "assistant" else "user", "content": turn.content})
+    messages.append({"role": "user", "content": ctx.request.message})
+    return messages
+
+
+async def compile_and_answer(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
+                             responder: OfflineResponder) -> None:
+    with ctx.timed("agent_compiler"):
+        messages = build_messages(ctx)  # renders the template: a broken one fails before any model call
+        agent = ctx.config
+        if not ctx.models:
+            ctx.notes["llm"] = "no model configured: offline responder"
+            await _offline(ctx, responder)
+            return
+        try:
+            await _tool_loop(ctx, runtime, tools, messages)
+        except (ServiceUnavailable, GatewayTimeout) as exc:
+            if not agent.settings.offline_fallback:
+                raise
+            ctx.notes["llm"] = f"provider failed ({exc.detail}); offline fallback answered"
+            await _offline(ctx, responder)
+
+
+async def _offline(ctx: RequestContext, responder: OfflineResponder) -> None:
+    ctx.reply = await responder.answer(ctx.config, ctx.request.message, ctx.kept_chunks or ctx.chunks)
+    ctx.model_used = offline.MODEL_NAME
+
+
+async def _tool_loop(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
+                     messages: list[dict[str, Any]]) -> None:
+    agent = ctx.config
+    specs = tool_specs(ctx)
+    callable_actions = [a for a in agent.action_definitions if not a.run_after_reply]
+    for round_number in range(MAX_TOOL_ROUNDS + 1):
+        offer_tools = specs if specs and round_number < MAX_TOOL_ROUNDS else None
+        started = time.perf_counter()
+        completion = await runtime.llm.complete(
+            models=ctx.models, messages=messages, tools=offer_tools, temperature=agent.settings.temperature,
+            max_tokens=agent.settings.max_output_tokens, prices=agent.settings.model_prices,
+        )
+        if round_number > 0:
+            ctx.timings["tool_call_rounds"] += round((time.perf_counter() - started) * 1000, 3)
+        _account(ctx, completion)
+        if not completion.tool_calls or offer_tools is None:
+            ctx.reply = completion.text
+            return
+        messages.append(completion.message)
+        with ctx.timed("tool_execution"):
+            outcomes = await asyncio.gather(*(
+                tools.execute(company_id=ctx.company_id, actions=callable_actions, name=call.name,
+                              raw_arguments=call.arguments)
+                for call in completion.tool_calls
+            ))
+        for call, outcome in zip(completion.tool_calls, outcomes, strict=True):
+            ctx.tool_outcomes.append(outcome)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.content})
+        ctx.tool_rounds += 1
+
+
+def _account(ctx: RequestContext, completion: Completion) -> None:
+    ctx.model_used = completion.model
+    ctx.tokens_input += completion.tokens_input
+    ctx.tokens_output += completion.tokens_output
+    ctx.cost_usd += completion.cost_usd
+    ctx.llm_latency_ms += completion.latency_ms

@@ -1,0 +1,135 @@
+"""The chat pipeline: eight services in order over one request context, and the conversation record.
+
+The customer's message is stored before any model call; a request that fails leaves it stored and
+marked failed with the request id. A semantic cache hit answers right after 05 and skips 06-08.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from cortex.conversations import store
+from cortex.kit.errors import CortexError
+from cortex.kit.runtime import Runtime
+from cortex.llm.offline import OfflineResponder
+from cortex.pipeline import (
+    agent_compiler,
+    cache_check,
+    config_loader,
+    context_engine,
+    memory_recall,
+    model_router,
+    post_actions,
+    token_optimizer,
+)
+from cortex.pipeline.background import BackgroundTasks
+from cortex.pipeline.context import RequestContext
+from cortex.pipeline.schemas import ChatRequest, ChatResponse, ContextTokens, StepTimings, Tokens
+from cortex.tools.executor import ToolExecutor
+
+logger = logging.getLogger(__name__)
+
+CACHE_MODEL_NAME = "cache"
+
+
+class ChatPipeline:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.tools = ToolExecutor(runtime)
+        self.background = BackgroundTasks()
+        self.responder = OfflineResponder(runtime.embedder)
+
+    async def aclose(self) -> None:
+        await self.background.drain()
+        await self.tools.aclose()
+
+    async def run(self, request: ChatRequest, request_id: str) -> ChatResponse:
+        ctx = RequestContext(request=request, request_id=request_id)
+        await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
+        await self._open_conversation(ctx)
+        try:
+            return await self._services(ctx)
+        except (Exception, asyncio.CancelledError) as exc:
+            # Shielded: a client that hung up must still leave its message marked failed.
+            await asyncio.shield(self._mark_failed(ctx, exc))
+            raise
+
+    async def _open_conversation(self, ctx: RequestContext) -> None:
+        request, agent = ctx.request, ctx.config
+        async with self.runtime.database.session() as session:
+            await store.open_conversation(session, company_id=ctx.company_id, agent_id=agent.id,
+                                          conversation_id=request.conversation_id, customer_id=request.customer_id,
+                                          channel=request.channel)
+            ctx.history = await store.recent_history(session, ctx.company_id, request.conversation_id,
+                                                     agent.settings.history_turns)
+            message = await store.add_customer_message(
+                session, company_id=ctx.company_id, conversation_id=request.conversation_id, agent_id=agent.id,
+                customer_id=request.customer_id, content=request.message, channel=request.channel,
+                request_id=ctx.request_id, metadata=request.metadata)
+            ctx.customer_message_id = message.id
+
+    async def _mark_failed(self, ctx: RequestContext, exc: BaseException) -> None:
+        if ctx.customer_message_id is None:
+            return
+        detail = exc.detail if isinstance(exc, CortexError) else type(exc).__name__
+        try:
+            async with self.runtime.database.session() as session:
+                await store.mark_failed(session, company_id=ctx.company_id, message_id=ctx.customer_message_id,
+                                        error=f"{detail} (request {ctx.request_id})")
+        except Exception:
+            logger.exception("could not mark message %s failed", ctx.customer_message_id)
+
+    async def _services(self, ctx: RequestContext) -> ChatResponse:
+        runtime, settings = self.runtime, self.runtime.settings
+        model, window = token_optimizer.token_model(ctx.config, settings)
+        await memory_recall.recall(ctx, runtime, window)
+        await context_engine.retrieve(ctx, runtime)
+        token_optimizer.optimize(ctx, model, window)
+        await cache_check.check(ctx, runtime)
+        if ctx.cache_hit is not None:
+            ctx.reply, ctx.model_used = ctx.cache_hit.answer, CACHE_MODEL_NAME
+            await self._store_reply(ctx)
+            return self._response(ctx)
+        model_router.route(ctx, settings)
+        await agent_compiler.compile_and_answer(ctx, runtime, self.tools, self.responder)
+        reply_id = await self._store_reply(ctx)
+        await post_actions.run(ctx, runtime, self.tools, self.background, reply_id)
+        return self._response(ctx)
+
+    async def _store_reply(self, ctx: RequestContext) -> uuid.UUID:
+        assert ctx.customer_message_id is not None
+        hit = ctx.cache_hit
+        record = store.ReplyRecord(
+            content=ctx.reply, model_used=ctx.model_used, tier=ctx.tier, tier_reason=ctx.tier_reason,
+            tokens_input=ctx.tokens_input, tokens_output=ctx.tokens_output, cost_usd=ctx.cost_usd,
+            latency_ms=ctx.elapsed_ms(), step_timings=dict(ctx.timings), context_tokens=self._context_tokens(ctx),
+            actions_executed=ctx.actions_executed, tool_calls=[o.record() for o in ctx.tool_outcomes],
+            tool_rounds=ctx.tool_rounds, cached=hit is not None, cache_similarity=hit.similarity if hit else None,
+            cache_entry_id=hit.entry_id if hit else None, config_cache_hit=ctx.config_cache_hit,
+            llm_latency_ms=round(ctx.llm_latency_ms, 3) if ctx.model_used not in ("offline", "cache") else None,
+            metadata={"notes": ctx.notes, "dropped": ctx.budget.dropped, "truncated": ctx.budget.truncated},
+        )
+        request = ctx.request
+        async with self.runtime.database.session() as session:
+            reply = await store.add_reply(
+                session, company_id=ctx.company_id, conversation_id=request.conversation_id,
+                agent_id=ctx.config.id, customer_id=request.customer_id, channel=request.channel,
+                request_id=ctx.request_id, customer_message_id=ctx.customer_message_id, record=record)
+        return reply.id
+
+    @staticmethod
+    def _context_tokens(ctx: RequestContext) -> dict[str, float]:
+        budget = ctx.budget
+        return {"before_compression": budget.before, "after_compression": budget.after,
+                "savings_pct": budget.savings_pct}
+
+    def _response(self, ctx: RequestContext) -> ChatResponse:
+        return ChatResponse(
+            reply=ctx.reply, model_used=ctx.model_used, cached=ctx.cache_hit is not None,
+            actions_executed=ctx.actions_executed, latency_ms=ctx.elapsed_ms(),
+            tokens=Tokens(input=ctx.tokens_input, output=ctx.tokens_output, cost_usd=round(ctx.cost_usd, 8)),
+            context_tokens=ContextTokens.model_validate(self._context_tokens(ctx)),
+            step_timings=StepTimings(**ctx.timings),
+        )
