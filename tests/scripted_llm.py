@@ -110,13 +110,15 @@ class ScriptedLLM:
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
-    def start(self) -> ScriptedLLM:
-        app = Starlette(routes=[
+    def app(self) -> Starlette:
+        return Starlette(routes=[
             Route("/v1/chat/completions", self._completions, methods=["POST"]),
             Route("/chat/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
         ])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+
+    def start(self) -> ScriptedLLM:
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -156,3 +158,34 @@ def scripted_llm(script: Script = echo) -> Iterator[ScriptedLLM]:
         yield server
     finally:
         server.stop()
+
+
+def main() -> None:
+    """`python -m tests.scripted_llm --port N [--delay-ms D]`: serve the echo script until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    delay = args.delay_ms / 1000
+
+    def script(body: dict[str, Any]) -> Reply:
+        reply = echo(body)
+        reply.delay_seconds = delay
+        return reply
+
+    server = ScriptedLLM(script)
+    server.requests = _Discard()
+    uvicorn.run(server.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+class _Discard(list[dict[str, Any]]):
+    """A long-running server must not keep every request it answered."""
+
+    def append(self, item: dict[str, Any]) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    main()

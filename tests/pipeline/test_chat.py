@@ -226,3 +226,36 @@ async def test_errors_401_403_404_422(client: httpx.AsyncClient, tenant: Tenant,
                        ({"conversation_id": "nope"}, "conversation_id")]:
         response = await client.post("/v1/chat", json={**body, **bad}, headers=tenant.headers)
         assert response.status_code == 422 and field in response.text, (bad, response.text)
+
+
+async def test_broken_template_is_refused_on_save(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.post("/v1/agents", json={"name": "x", "system_prompt": "Hi {{ name"},
+                                 headers=tenant.headers)
+    assert response.status_code == 422 and "system_prompt" in response.text
+
+
+async def test_a_conversation_stays_with_its_customer(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    agent = await create_agent(client, tenant)
+    conversation = uuid.uuid4()
+    assert (await chat(client, tenant, agent["id"], "hi", conversation_id=conversation,
+                       customer_id="alice")).status_code == 200
+    response = await chat(client, tenant, agent["id"], "hi", conversation_id=conversation, customer_id="bob")
+    assert response.status_code == 422 and "conversation_id" in response.text
+
+
+async def test_after_reply_actions_run_in_the_background_and_join_the_record(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM,
+        webhooks: WebhookTarget) -> None:
+    action = await create_action(
+        client, tenant, name="crm_log", webhook_url=webhooks.base_url + "/log", run_after_reply=True,
+        parameters_schema={"type": "object", "properties": {"customer_id": {"type": "string"},
+                                                             "reply": {"type": "string"}}})
+    agent = await create_agent(client, tenant, action_ids=[action["id"]])
+    conversation = uuid.uuid4()
+    response = await chat(client, tenant, agent["id"], "Log me", conversation_id=conversation)
+    assert response.status_code == 200
+    assert "tools" not in llm.requests[-1]  # an after-reply action is not offered to the model
+    await runtime.components["pipeline"].background.drain()
+    assert webhooks.calls[-1].json() == {"customer_id": "customer-1", "reply": "echo: Log me"}
+    stored = await _messages(runtime, conversation)
+    assert stored[-1].actions_executed == ["crm_log"] and stored[-1].tool_calls[0]["after_reply"] is True

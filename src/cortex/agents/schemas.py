@@ -11,6 +11,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cortex.agents.templates import syntax_error
+
 Tier = Literal["speed", "nano", "sonnet", "complex", "search"]
 AuthType = Literal["api_key", "bearer", "oauth2", "basic", "none"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -83,8 +85,17 @@ class AgentSettings(Strict):
     cache: CachePolicy = CachePolicy()
 
 
+def _template_compiles(value: str | None) -> str | None:
+    error = syntax_error(value) if value else None
+    if error:
+        raise ValueError(f"system_prompt is not a valid Jinja2 template: {error}")
+    return value
+
+
 class AgentBase(Strict):
     system_prompt: Annotated[str, Field(max_length=100_000)] = ""
+
+    _prompt_compiles = field_validator("system_prompt")(_template_compiles)
     personality: Personality = Personality()
     dialect: Dialect = Dialect()
     faqs: Annotated[list[Faq], Field(max_length=2_000)] = []
@@ -102,6 +113,8 @@ class AgentCreate(AgentBase):
 class AgentUpdate(Strict):
     name: ShortText | None = None
     system_prompt: Annotated[str, Field(max_length=100_000)] | None = None
+
+    _prompt_compiles = field_validator("system_prompt")(_template_compiles)
     personality: Personality | None = None
     dialect: Dialect | None = None
     faqs: Annotated[list[Faq], Field(max_length=2_000)] | None = None

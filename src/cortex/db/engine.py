@@ -42,8 +42,10 @@ class Database:
 
     def connect(self, pool_size: int = 10) -> AsyncEngine:
         if self.engine is None:
+            # No pre-ping: it costs a round trip on every checkout, several per chat request. A connection
+            # lost to a database restart fails one query, is invalidated, and the pool reconnects.
             self.engine = create_async_engine(
-                async_url(self.resolve_url()), pool_size=pool_size, max_overflow=20, pool_pre_ping=True
+                async_url(self.resolve_url()), pool_size=pool_size, max_overflow=20, pool_recycle=1800
             )
             self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         return self.engine

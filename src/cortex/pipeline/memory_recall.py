@@ -1,8 +1,11 @@
-"""02 Memory Recall: the customer's profile and the facts most relevant to this message."""
+"""02 Memory Recall: the facts most relevant to this message (and the customer's profile)."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import Customer
 from cortex.kit.runtime import Runtime
@@ -19,20 +22,21 @@ def memory_port(runtime: Runtime) -> MemoryPort:
     return port
 
 
+async def load_profile(session: AsyncSession, company_id: uuid.UUID, customer_id: str) -> CustomerProfile:
+    """Read in the runner's first transaction, beside the conversation, to save a round trip."""
+    customer = await session.scalar(select(Customer).where(Customer.company_id == company_id,
+                                                           Customer.customer_id == customer_id))
+    if customer is None:
+        return CustomerProfile(customer_id=customer_id)
+    return CustomerProfile(
+        customer_id=customer_id, first_name=customer.first_name, last_name=customer.last_name,
+        email=customer.email, organization=customer.organization, segments=list(customer.segments),
+        metadata=dict(customer.metadata_),
+    )
+
+
 async def recall(ctx: RequestContext, runtime: Runtime, window: int) -> None:
     with ctx.timed("memory_recall"):
-        async with runtime.database.session() as session:
-            customer = await session.scalar(select(Customer).where(
-                Customer.company_id == ctx.company_id, Customer.customer_id == ctx.request.customer_id))
-        ctx.profile = CustomerProfile(
-            customer_id=ctx.request.customer_id,
-            first_name=customer.first_name if customer else None,
-            last_name=customer.last_name if customer else None,
-            email=customer.email if customer else None,
-            organization=customer.organization if customer else None,
-            segments=list(customer.segments) if customer else [],
-            metadata=dict(customer.metadata_) if customer else {},
-        )
         agent = ctx.config
         port = memory_port(runtime)
         if not agent.settings.memory_enabled:

@@ -8,36 +8,16 @@ configuration errors (422), never a 500.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
-from jinja2.nodes import Template as TemplateAst
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError
 
+from cortex.agents.templates import parse
 from cortex.kit.errors import ConfigurationError
 from cortex.pipeline.context import RequestContext
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
-                                     lstrip_blocks=True)
-
 GROUNDING = ("Answer only from the information above and the tools' results. If the answer is not there, "
              "say honestly that you don't know; never invent facts, prices, dates or policies.")
-
-
-@lru_cache(maxsize=1_024)
-def _parse(source: str) -> tuple[Any, frozenset[str]]:
-    ast: TemplateAst = _ENV.parse(source)
-    return _ENV.from_string(ast), frozenset(meta.find_undeclared_variables(ast))
-
-
-def check_template(source: str) -> str | None:
-    """The syntax error of a template, or None; used when an agent is saved."""
-    try:
-        _parse(source)
-    except TemplateError as exc:
-        return str(exc)
-    return None
 
 
 def variables(ctx: RequestContext) -> dict[str, Any]:
@@ -68,7 +48,7 @@ def render_system_prompt(ctx: RequestContext) -> str:
     parts: list[str] = []
     if agent.system_prompt.strip():
         try:
-            template, used = _parse(agent.system_prompt)
+            template, used = parse(agent.system_prompt)
             parts.append(template.render(**values).strip())
         except TemplateError as exc:
             raise ConfigurationError(f"the agent's system prompt template failed: {exc}") from exc

@@ -62,6 +62,7 @@ class ChatPipeline:
             await store.open_conversation(session, company_id=ctx.company_id, agent_id=agent.id,
                                           conversation_id=request.conversation_id, customer_id=request.customer_id,
                                           channel=request.channel)
+            ctx.profile = await memory_recall.load_profile(session, ctx.company_id, request.customer_id)
             ctx.history = await store.recent_history(session, ctx.company_id, request.conversation_id,
                                                      agent.settings.history_turns)
             message = await store.add_customer_message(

@@ -143,7 +143,7 @@ def _trim(items: list[Item], available: int, model: str, budget: Budget) -> list
         item = keep[index]
         remainder = item.tokens - overflow
         if remainder >= MIN_PARTIAL_TOKENS and isinstance(item.payload, (KnowledgeChunk, MemoryFact, HistoryTurn)):
-            cut = truncate(model, item.text, remainder - 8)
+            cut = _cut_to(model, item.text, remainder - 8)
             keep[index] = Item(item.kind, cut, count(model, cut) + 8, _with_text(item.payload, cut))
             budget.truncated[item.kind] = budget.truncated.get(item.kind, 0) + 1
             overflow -= item.tokens - keep[index].tokens
@@ -152,6 +152,16 @@ def _trim(items: list[Item], available: int, model: str, budget: Budget) -> list
         keep[index] = Item(item.kind, "", 0, None)
         budget.dropped[item.kind] = budget.dropped.get(item.kind, 0) + 1
     return [item for item in keep if item.payload is not None]
+
+
+def _cut_to(model: str, text: str, tokens: int) -> str:
+    """Decoding a token prefix can re-encode a little longer; shrink until it really fits."""
+    target = tokens
+    cut = truncate(model, text, target)
+    while target > 0 and count(model, cut) > tokens:
+        target -= 2
+        cut = truncate(model, text, target)
+    return cut
 
 
 def _with_text(payload: Any, text: str) -> Any:

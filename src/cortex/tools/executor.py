@@ -90,7 +90,8 @@ class ToolExecutor:
             return failed("refused", f"the action's URL is refused: {exc}")
         headers = {str(k): str(v) for k, v in action.headers.items()}
         try:
-            credentials = await load_credentials(self.runtime, company_id, action.id)
+            credentials = ({} if action.auth_type == "none"
+                           else await load_credentials(self.runtime, company_id, action.id))
             auth = await apply_auth(self.runtime, self._client, action_id=action.id, auth_type=action.auth_type,
                                     credentials=credentials, headers=headers)
         except (AuthFailed, KeyError) as exc:
