@@ -23,7 +23,7 @@ from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
-from cortex.llm.gateway import LLMGateway
+from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import PIPELINE
 from cortex.pipeline.runner import ChatPipeline
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = built
         if built.settings.preload_embeddings:
             await built.embedder.warm_up()
+            count_tokens(None, text="warm up")  # loads the tokenizer now rather than on the first chat
         try:
             yield
         finally:

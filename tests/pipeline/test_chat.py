@@ -8,6 +8,7 @@ import uuid
 import httpx
 from sqlalchemy import select
 
+from cortex.app import create_app
 from cortex.db.models import Message
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.schemas import STEP_NAMES
@@ -259,3 +260,46 @@ async def test_after_reply_actions_run_in_the_background_and_join_the_record(
     assert webhooks.calls[-1].json() == {"customer_id": "customer-1", "reply": "echo: Log me"}
     stored = await _messages(runtime, conversation)
     assert stored[-1].actions_executed == ["crm_log"] and stored[-1].tool_calls[0]["after_reply"] is True
+
+
+async def test_config_comes_from_the_cache_after_the_first_load_and_notes_are_kept(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant)
+    conversation = uuid.uuid4()
+    for text in ("first", "second"):
+        assert (await chat(client, tenant, agent["id"], text, conversation_id=conversation)).status_code == 200
+    replies = [m for m in await _messages(runtime, conversation) if m.role == "assistant"]
+    assert [m.config_cache_hit for m in replies] == [False, True]
+    notes = replies[0].metadata_["notes"]
+    if "knowledge" not in runtime.components:
+        assert notes["knowledge"].startswith("unavailable")
+
+
+class _BrokenKnowledge:
+    available = True
+
+    async def retrieve(self, **kwargs: object) -> list[object]:
+        raise RuntimeError("index corrupted: secret internals")
+
+
+async def test_pipeline_error_is_500_with_request_id_and_no_trace(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant)
+    saved = runtime.components.get("knowledge")
+    runtime.components["knowledge"] = _BrokenKnowledge()
+    # Like a real server: the error handler's response reaches the client instead of the exception.
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime), raise_app_exceptions=False)
+    try:
+        conversation = uuid.uuid4()
+        async with httpx.AsyncClient(transport=transport, base_url="http://cortex.test") as server:
+            response = await chat(server, tenant, agent["id"], "hello", conversation_id=conversation)
+    finally:
+        if saved is None:
+            runtime.components.pop("knowledge")
+        else:
+            runtime.components["knowledge"] = saved
+    assert response.status_code == 500
+    body = response.json()
+    assert body["request_id"] and "secret internals" not in response.text and "Traceback" not in response.text
+    [stored] = await _messages(runtime, conversation)
+    assert stored.status == "failed" and body["request_id"] in (stored.error or "")
