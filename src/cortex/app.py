@@ -13,6 +13,7 @@ from cortex import __version__
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.agents.endpoints import actions_router, agents_router
 from cortex.auth.endpoints import keys_router, portal_router
+from cortex.conversations.endpoints import conversations_router
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
@@ -41,6 +42,7 @@ ROUTERS = [
     sources_router,
     customers_router,
     chat_router,
+    conversations_router,
 ]
 
 

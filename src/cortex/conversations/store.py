@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import Conversation, Message
@@ -102,6 +102,9 @@ async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversatio
         update(Message).where(Message.id == customer_message_id, Message.company_id == company_id)
         .values(status="ok")
     )
+    await session.execute(update(Conversation).where(Conversation.id == conversation_id,
+                                                     Conversation.company_id == company_id)
+                          .values(updated_at=func.now()))
     await session.flush()
     return reply
 
