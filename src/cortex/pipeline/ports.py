@@ -98,6 +98,10 @@ class SemanticCachePort(Protocol):
         """Decides by its own rules whether the turn may be cached, and stores it if so."""
         ...
 
+    async def forget_customer(self, *, company_id: uuid.UUID, customer_id: str) -> int:
+        """Deletes every entry generated from this customer's turns (right to be forgotten); returns the count."""
+        ...
+
 
 class UnavailableKnowledge:
     available = False
@@ -127,3 +131,6 @@ class UnavailableSemanticCache:
 
     async def store(self, turn: CompletedTurn) -> None:
         return None
+
+    async def forget_customer(self, *, company_id: uuid.UUID, customer_id: str) -> int:
+        return 0
