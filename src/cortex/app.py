@@ -25,6 +25,11 @@ from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
 from cortex.llm.gateway import LLMGateway, count_tokens
+from cortex.observability.endpoints import metrics_router
+from cortex.observability.logs import configure_logging
+from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMiddleware
+from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
+from cortex.observability.telemetry import Telemetry
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import PIPELINE
 from cortex.pipeline.runner import ChatPipeline
@@ -43,6 +48,7 @@ ROUTERS = [
     customers_router,
     chat_router,
     conversations_router,
+    metrics_router,
 ]
 
 
@@ -55,12 +61,13 @@ async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         await upgrade_async(url)
     database.connect()
     cache = create_cache_backend(settings.redis_url)
+    telemetry = Telemetry.from_settings(settings)
     runtime = Runtime(
         settings=settings, database=database, cache=cache, secrets=SecretBox(settings.signing_secret),
         config_cache=AgentConfigCache(cache, settings.config_cache_ttl_seconds),
         embedder=Embedder(bge_m3_path=settings.bge_m3_path, litellm_api_base=settings.llm_api_base,
                           litellm_api_key=settings.llm_api_key),
-        llm=LLMGateway(settings),
+        llm=LLMGateway(settings, telemetry), telemetry=telemetry,
     )
     wire_components(runtime)
     return runtime
@@ -76,6 +83,7 @@ async def close_runtime(runtime: Runtime) -> None:
     await runtime.cache.close()
     await runtime.database.dispose()
     runtime.database.stop_embedded()
+    runtime.telemetry.shutdown()
 
 
 def wire_components(runtime: Runtime) -> None:
@@ -85,6 +93,7 @@ def wire_components(runtime: Runtime) -> None:
     The pipeline comes first so that it is closed last.
     """
     runtime.components[PIPELINE] = ChatPipeline(runtime)
+    runtime.components[RATE_LIMITER] = RateLimiter.from_settings(runtime.settings)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -96,7 +105,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             app.state.runtime = runtime
             yield
             return
-        built = await build_runtime(settings or Settings())
+        chosen = settings or Settings()
+        configure_logging(chosen.log_level, chosen.log_format)  # in each worker process
+        built = await build_runtime(chosen)
         app.state.runtime = built
         if built.settings.preload_embeddings:
             await built.embedder.warm_up()
@@ -110,6 +121,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     register_error_handlers(app)
+    # Added last is outermost: the request id and the request's span wrap the rate limit's 429s too.
+    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     return app

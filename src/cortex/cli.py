@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -54,8 +54,32 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     """Run the API server."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO)
-    uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers)
+    from cortex.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        _prepare_multiprocess_metrics(settings)
+    # log_config=None: uvicorn keeps our JSON handler; the access line comes from our middleware.
+    uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_config=None, access_log=False)
+
+
+def _prepare_multiprocess_metrics(settings: Settings) -> None:
+    """Workers write their Prometheus values to files in one folder, which a scrape adds up.
+
+    The folder must be set before any worker imports prometheus_client, and emptied at start so that
+    the counters of a previous run don't carry over.
+    """
+    import os
+    import shutil
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(folder) if folder else settings.resolved_data_dir / "prometheus"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def _print_demo(seed: Any, host: str, port: int) -> None:

@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     upload_dir: Path | None = None
     allow_private_webhooks: bool = False
     rate_limit_per_minute: int = 600
+    # Requests per minute for all of one company's keys together; unset means rate_limit_per_minute.
+    company_rate_limit_per_minute: int | None = None
+    # Key prefix of the rate-limit counters in Redis (several deployments may share one Redis).
+    rate_limit_prefix: str = "cortex:ratelimit"
+    # A bearer token that opens GET /v1/metrics to a Prometheus scraper without an API key.
+    metrics_token: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    # Traces are exported over OTLP/HTTP only when this (the standard OpenTelemetry variable) is set.
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "CORTEX_OTLP_ENDPOINT")
+    )
 
     # Model per tier (CORTEX_MODEL_SPEED ... CORTEX_MODEL_SEARCH); empty means "not configured".
     model_speed: str | None = None
@@ -47,7 +59,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
                      "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",
-                     mode="before")
+                     "metrics_token", "otlp_endpoint", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

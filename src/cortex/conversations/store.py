@@ -81,6 +81,7 @@ class ReplyRecord:
     config_cache_hit: bool | None
     llm_latency_ms: float | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    cache_checked: bool | None = None
 
 
 async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
@@ -96,6 +97,7 @@ async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversatio
         actions_executed=record.actions_executed, tool_calls=record.tool_calls, tool_rounds=record.tool_rounds,
         cached=record.cached, cache_similarity=record.cache_similarity, cache_entry_id=record.cache_entry_id,
         config_cache_hit=record.config_cache_hit, llm_latency_ms=record.llm_latency_ms, metadata_=record.metadata,
+        cache_checked=record.cache_checked,
     )
     session.add(reply)
     await session.execute(

@@ -200,6 +200,8 @@ class Message(Base):
     cache_similarity: Mapped[float | None] = mapped_column(Float)
     cache_entry_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     config_cache_hit: Mapped[bool | None] = mapped_column(Boolean)
+    # Whether a semantic cache lookup ran for this reply (a lookup without a hit is a miss).
+    cache_checked: Mapped[bool | None] = mapped_column(Boolean)
     llm_latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)

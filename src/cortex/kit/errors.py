@@ -121,4 +121,6 @@ def register_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id_of(request)
         logger.exception("unhandled error", extra={"request_id": rid})
-        return JSONResponse({"detail": "internal error", "request_id": rid}, status_code=500)
+        # This handler answers outside the middlewares, so the request id header is set here too.
+        return JSONResponse({"detail": "internal error", "request_id": rid}, status_code=500,
+                            headers={"X-Request-ID": rid})

@@ -11,6 +11,7 @@ from cortex.embeddings.embedder import Embedder
 from cortex.kit.cache_backend import CacheBackend
 from cortex.kit.crypto import SecretBox
 from cortex.llm.gateway import LLMGateway
+from cortex.observability.telemetry import Telemetry
 from cortex.settings import Settings
 
 
@@ -25,3 +26,5 @@ class Runtime:
     llm: LLMGateway
     # Components added by later parts of the service (pipeline, embedder, ...), by name.
     components: dict[str, Any] = field(default_factory=dict)
+    # Metrics and tracing; the gateway gets the same object (build_runtime).
+    telemetry: Telemetry = field(default_factory=Telemetry)

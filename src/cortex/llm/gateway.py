@@ -21,6 +21,7 @@ import openai
 
 from cortex.agents.schemas import ModelPrice
 from cortex.kit.errors import GatewayTimeout, ServiceUnavailable
+from cortex.observability.telemetry import Telemetry
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,16 +52,17 @@ class Completion:
     message: dict[str, Any] = field(default_factory=dict)
 
 
+# `outcome` is the label a failed call gets in the metrics.
 class _Unreachable(Exception):
-    pass
+    outcome = "unreachable"
 
 
 class _TimedOut(Exception):
-    pass
+    outcome = "timeout"
 
 
 class _Rejected(Exception):
-    pass
+    outcome = "rejected"
 
 
 def _classify(exc: BaseException) -> type[Exception]:
@@ -117,8 +119,9 @@ def count_tokens(model: str | None, *, text: str | None = None,
 
 
 class LLMGateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry()
 
     def configured(self) -> bool:
         return any(self.settings.model_for_tier(tier) for tier in ("speed", "nano", "sonnet", "complex", "search"))
@@ -127,16 +130,22 @@ class LLMGateway:
                        tools: list[dict[str, Any]] | None = None, temperature: float | None = None,
                        max_tokens: int | None = None, prices: Mapping[str, ModelPrice] | None = None,
                        response_format: dict[str, Any] | None = None,
-                       timeout_seconds: float | None = None) -> Completion:
-        """Try each model in order (primary, then fallbacks); retry transient failures on each."""
+                       timeout_seconds: float | None = None, tier: str | None = None) -> Completion:
+        """Try each model in order (primary, then fallbacks); retry transient failures on each.
+
+        `tier` only labels the call's metrics and span.
+        """
         if not models:
             raise ServiceUnavailable("no model is configured for this request")
         last: Exception | None = None
         for model in models:
             for attempt in range(self.settings.llm_max_retries + 1):
                 try:
-                    return await self._call(model, messages, tools, temperature, max_tokens, prices or {},
-                                            response_format, timeout_seconds)
+                    with self.telemetry.llm_call(model, tier) as call:
+                        completion = await self._call(model, messages, tools, temperature, max_tokens, prices or {},
+                                                      response_format, timeout_seconds)
+                        call.succeeded(completion)
+                    return completion
                 except _TimedOut as exc:
                     last = exc  # a model that timed out once will not be faster on a retry: next model
                     break

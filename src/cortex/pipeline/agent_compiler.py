@@ -75,7 +75,7 @@ async def _tool_loop(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
         started = time.perf_counter()
         completion = await runtime.llm.complete(
             models=ctx.models, messages=messages, tools=offer_tools, temperature=agent.settings.temperature,
-            max_tokens=agent.settings.max_output_tokens, prices=agent.settings.model_prices,
+            max_tokens=agent.settings.max_output_tokens, prices=agent.settings.model_prices, tier=ctx.tier,
         )
         if round_number > 0:
             ctx.timings["tool_call_rounds"] += round((time.perf_counter() - started) * 1000, 3)

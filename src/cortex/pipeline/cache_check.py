@@ -24,3 +24,4 @@ async def check(ctx: RequestContext, runtime: Runtime) -> None:
     with ctx.timed("cache_check"):
         ctx.cache_hit = await port.lookup(agent=agent, message=ctx.request.message, history=ctx.history,
                                           customer_id=ctx.request.customer_id)
+        ctx.cache_checked = True

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, Tracer
+
 from cortex.agents.schemas import AgentConfig
 from cortex.pipeline.ports import CacheHit, HistoryTurn, KnowledgeChunk, MemoryFact
 from cortex.pipeline.schemas import STEP_NAMES, ChatRequest
@@ -50,6 +52,8 @@ class RequestContext:
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEP_NAMES, 0.0))
     # What each component said about itself, e.g. {"memory": "unavailable: ..."}; kept on the message.
     notes: dict[str, str] = field(default_factory=dict)
+    # Each service's `timed` block is also its trace span (a no-op tracer unless tracing is on).
+    tracer: Tracer = field(default_factory=NoOpTracer)
 
     # 01
     agent: AgentConfig | None = None
@@ -70,6 +74,7 @@ class RequestContext:
     kept_faqs: list[dict[str, str]] = field(default_factory=list)
     # 05
     cache_hit: CacheHit | None = None
+    cache_checked: bool = False  # a lookup ran (a check that ran and found nothing is a miss)
     # 06
     tier: str | None = None
     tier_reason: str | None = None
@@ -98,9 +103,22 @@ class RequestContext:
     def timed(self, step: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            yield
+            with self.tracer.start_as_current_span(f"pipeline.{step}") as span:
+                yield
+                if span.is_recording():
+                    span.set_attributes(self.span_attributes())
         finally:
             self.timings[step] = round(self.timings[step] + (time.perf_counter() - started) * 1000, 3)
+
+    def span_attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {"cortex.request_id": self.request_id}
+        if self.agent is not None:
+            attributes["cortex.agent_id"] = str(self.agent.id)
+        if self.tier:
+            attributes["cortex.tier"] = self.tier
+        if self.model_used:
+            attributes["cortex.model"] = self.model_used
+        return attributes
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

@@ -46,15 +46,17 @@ class ChatPipeline:
         await self.tools.aclose()
 
     async def run(self, request: ChatRequest, request_id: str) -> ChatResponse:
-        ctx = RequestContext(request=request, request_id=request_id)
-        await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
-        await self._open_conversation(ctx)
-        try:
-            return await self._services(ctx)
-        except (Exception, asyncio.CancelledError) as exc:
-            # Shielded: a client that hung up must still leave its message marked failed.
-            await asyncio.shield(self._mark_failed(ctx, exc))
-            raise
+        telemetry = self.runtime.telemetry
+        ctx = RequestContext(request=request, request_id=request_id, tracer=telemetry.tracer)
+        with telemetry.chat(ctx):  # the pipeline's span; its metrics are read from ctx at the end
+            await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
+            await self._open_conversation(ctx)
+            try:
+                return await self._services(ctx)
+            except (Exception, asyncio.CancelledError) as exc:
+                # Shielded: a client that hung up must still leave its message marked failed.
+                await asyncio.shield(self._mark_failed(ctx, exc))
+                raise
 
     async def _open_conversation(self, ctx: RequestContext) -> None:
         request, agent = ctx.request, ctx.config
@@ -109,6 +111,7 @@ class ChatPipeline:
             actions_executed=ctx.actions_executed, tool_calls=[o.record() for o in ctx.tool_outcomes],
             tool_rounds=ctx.tool_rounds, cached=hit is not None, cache_similarity=hit.similarity if hit else None,
             cache_entry_id=hit.entry_id if hit else None, config_cache_hit=ctx.config_cache_hit,
+            cache_checked=ctx.cache_checked,
             llm_latency_ms=round(ctx.llm_latency_ms, 3) if ctx.model_used not in ("offline", "cache") else None,
             metadata={"notes": ctx.notes, "dropped": ctx.budget.dropped, "truncated": ctx.budget.truncated},
         )

@@ -66,6 +66,13 @@ class ToolExecutor:
 
     async def execute(self, *, company_id: uuid.UUID, actions: list[ActionConfig], name: str,
                       raw_arguments: str) -> ToolOutcome:
+        with self.runtime.telemetry.tool_call(name) as call:
+            outcome = await self._execute(company_id, actions, name, raw_arguments)
+            call.finished(outcome)
+        return outcome
+
+    async def _execute(self, company_id: uuid.UUID, actions: list[ActionConfig], name: str,
+                       raw_arguments: str) -> ToolOutcome:
         started = time.perf_counter()
 
         def failed(outcome: str, message: str) -> ToolOutcome:

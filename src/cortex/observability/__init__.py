@@ -1,0 +1,1 @@
+"""Metrics, traces, structured logs, request ids and rate limits."""
