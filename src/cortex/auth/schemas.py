@@ -57,6 +57,7 @@ class ApiKeyCreated(BaseModel):
     scopes: list[str]
     expires_at: datetime | None
     created_at: datetime
+    rate_limit_per_minute: int | None = None
 
 
 class ApiKeyPublic(BaseModel):

@@ -69,7 +69,8 @@ async def create_api_key(
     await session.flush()
     await session.refresh(key)
     return ApiKeyCreated(id=key.id, key=raw, key_prefix=key.key_prefix, name=key.name, scopes=key.scopes,
-                         expires_at=key.expires_at, created_at=key.created_at)
+                         expires_at=key.expires_at, created_at=key.created_at,
+                         rate_limit_per_minute=key.rate_limit_per_minute)
 
 
 def key_public(key: ApiKey) -> ApiKeyPublic:

@@ -99,7 +99,7 @@ class ObservabilityMiddleware:
             if telemetry is not None:
                 telemetry.http_finished(method, route, status, duration_ms)
             logger.info("%s %s %s", method, route, status,
-                        extra={"method": method, "route": route, "status": status,
+                        extra={"request_id": request_id, "method": method, "route": route, "status": status,
                                "duration_ms": round(duration_ms, 3)})
             current_request_id.reset(token)
 
