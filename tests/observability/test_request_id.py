@@ -88,7 +88,8 @@ async def test_log_lines_are_json_with_the_request_id_and_no_secrets(
     chat_line = next(line for line in access if line["route"] == "/v1/chat")
     assert chat_line["request_id"] == "log-check-1" and chat_line["status"] == 200
     assert chat_line["method"] == "POST" and chat_line["duration_ms"] > 0
-    info_and_above = [line for line, record in zip(lines, caplog.records, strict=True) if record.levelno >= logging.INFO]
+    info_and_above = [line for line, record in zip(lines, caplog.records, strict=True)
+                      if record.levelno >= logging.INFO]
     assert info_and_above
     assert not any(secret_text in line or tenant.api_key in line for line in info_and_above)
 

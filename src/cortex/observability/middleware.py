@@ -9,14 +9,15 @@ access log line. `RateLimitMiddleware`: per key and per company limits on /v1, w
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.auth import api_keys
@@ -44,13 +45,25 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    # Not routed (refused before routing, e.g. a 429): find the template the router would have chosen.
+    # Not routed (refused before routing, e.g. a 429): the template the router would have chosen.
     app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = candidate.matches(scope)
-        if match is Match.FULL and isinstance(getattr(candidate, "path", None), str):
-            return str(candidate.path)
-    return UNMATCHED_ROUTE
+    if app is None:
+        return UNMATCHED_ROUTE
+    templates: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "route_templates", None)
+    if templates is None:
+        templates = _compile_templates(app)
+        app.state.route_templates = templates
+    request_path = scope.get("path", "")
+    return next((template for pattern, template in templates if pattern.match(request_path)), UNMATCHED_ROUTE)
+
+
+def _compile_templates(app: ASGIApp) -> list[tuple[re.Pattern[str], str]]:
+    openapi = getattr(app, "openapi", None)
+    schema: dict[str, Any] = openapi() if callable(openapi) else {}
+    paths = list(schema.get("paths", {}))
+    # Static segments win over parameters, as they do for the router (`/v1/x/search` before `/v1/x/{id}`).
+    paths.sort(key=lambda template: (template.count("{"), template))
+    return [(compile_path(template)[0], template) for template in paths]
 
 
 class ObservabilityMiddleware:
