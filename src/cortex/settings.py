@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
     # Traces are exported over OTLP/HTTP only when this (the standard OpenTelemetry variable) is set.
-    otlp_endpoint: str | None = Field(
+    otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "CORTEX_OTLP_ENDPOINT")
     )
 
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
                      "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",
-                     "metrics_token", "otlp_endpoint", mode="before")
+                     "metrics_token", "otel_exporter_otlp_endpoint", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -40,10 +40,10 @@ class Telemetry:
     @classmethod
     def from_settings(cls, settings: Settings) -> Telemetry:
         telemetry = cls()
-        if settings.otlp_endpoint:
+        if settings.otel_exporter_otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+            endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
             telemetry.export_spans(OTLPSpanExporter(endpoint=endpoint), batch=True)
         return telemetry
 
