@@ -95,6 +95,13 @@ async def test_two_limiters_on_one_redis_share_the_count(redis_url: str) -> None
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
 
 
+async def test_an_unreachable_redis_does_not_take_the_api_down(runtime: Runtime, tenant: Tenant) -> None:
+    unreachable = RateLimiter.from_settings(Settings(redis_url="redis://127.0.0.1:1/0"))
+    async with app_client(variant(runtime, limiter=unreachable)) as http:
+        response = await http.get("/v1/agents", headers=tenant.headers)
+    assert response.status_code == 200 and "X-RateLimit-Limit" not in response.headers
+
+
 # --- two real server processes on one Redis ---------------------------------------------------------
 
 def _serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -13,6 +13,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from limits.errors import StorageError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -29,7 +30,8 @@ from cortex.observability.request_id import REQUEST_ID_HEADER, accept_or_new, cu
 if TYPE_CHECKING:
     from cortex.kit.runtime import Runtime
 
-logger = logging.getLogger("cortex.access")
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("cortex.access")
 
 UNMATCHED_ROUTE = "unmatched"
 
@@ -111,7 +113,7 @@ class ObservabilityMiddleware:
             route = route_template(scope)
             if telemetry is not None:
                 telemetry.http_finished(method, route, status, duration_ms)
-            logger.info("%s %s %s", method, route, status,
+            access_logger.info("%s %s %s", method, route, status,
                         extra={"request_id": request_id, "method": method, "route": route, "status": status,
                                "duration_ms": round(duration_ms, 3)})
             current_request_id.reset(token)
@@ -129,7 +131,14 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         assert runtime is not None
-        decision = await limiter.hit(await _checks(Request(scope), runtime))
+        try:
+            decision = await limiter.hit(await _checks(Request(scope), runtime))
+        except StorageError as exc:
+            # Redis down must not take the API down with it: serve unlimited (and say so) until it is back.
+            logger.warning("rate limit storage unavailable; request not limited",
+                           extra={"error_type": type(exc.storage_error).__name__})
+            await self.app(scope, receive, send)
+            return
         headers = decision.headers()
         if not decision.allowed:
             runtime.telemetry.rate_limited(decision.scope)

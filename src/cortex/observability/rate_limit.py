@@ -61,11 +61,15 @@ class RateLimiter:
         if settings.redis_url:
             # redis-py (pinned) rather than limits' default coredis, which this project doesn't install.
             return cls(RedisStorage(_async_uri(settings.redis_url), implementation="redispy",
-                                    key_prefix=settings.rate_limit_prefix))
+                                    key_prefix=settings.rate_limit_prefix, wrap_exceptions=True,
+                                    socket_connect_timeout=2, socket_timeout=2))
         return cls(MemoryStorage())
 
     async def hit(self, checks: list[Check]) -> Decision:
-        """Hit each limit in order; the first that refuses stops the rest (they are not charged)."""
+        """Hit each limit in order; the first that refuses stops the rest (they are not charged).
+
+        Raises `limits.errors.StorageError` when Redis cannot be reached.
+        """
         best: Decision | None = None
         for check in checks:
             item = RateLimitItemPerMinute(check.per_minute)
