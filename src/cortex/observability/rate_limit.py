@@ -7,6 +7,7 @@ the counters live in Redis, N processes on one Redis together admit the limit, n
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -70,16 +71,19 @@ class RateLimiter:
 
         Raises `limits.errors.StorageError` when Redis cannot be reached.
         """
-        best: Decision | None = None
-        for check in checks:
-            item = RateLimitItemPerMinute(check.per_minute)
-            allowed = await self._strategy.hit(item, check.scope, check.identity)
-            stats = await self._strategy.get_window_stats(item, check.scope, check.identity)
-            reset = max(1, math.ceil(stats.reset_time - time.time()))
-            if not allowed:
-                return Decision(False, check.scope, check.per_minute, 0, reset)
-            decision = Decision(True, check.scope, check.per_minute, max(0, stats.remaining), reset)
-            if best is None or decision.remaining < best.remaining:
-                best = decision
-        assert best is not None, "at least one check"
-        return best
+        items = [RateLimitItemPerMinute(check.per_minute) for check in checks]
+        for check, item in zip(checks, items, strict=True):
+            if not await self._strategy.hit(item, check.scope, check.identity):
+                stats = await self._strategy.get_window_stats(item, check.scope, check.identity)
+                return Decision(False, check.scope, check.per_minute, 0, _seconds_until(stats.reset_time))
+        # Admitted: the windows' state for the headers, read together (one round trip's wait, not one per limit).
+        all_stats = await asyncio.gather(*(self._strategy.get_window_stats(item, check.scope, check.identity)
+                                           for check, item in zip(checks, items, strict=True)))
+        decisions = [Decision(True, check.scope, check.per_minute, max(0, stats.remaining),
+                              _seconds_until(stats.reset_time))
+                     for check, stats in zip(checks, all_stats, strict=True)]
+        return min(decisions, key=lambda decision: decision.remaining)
+
+
+def _seconds_until(moment: float) -> int:
+    return max(1, math.ceil(moment - time.time()))
