@@ -60,6 +60,11 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:
         _prepare_multiprocess_metrics(settings)
+        if settings.database_url:
+            # Migrate once here: workers migrating the same fresh database at once collide.
+            from cortex.db.migrate import upgrade
+
+            upgrade(settings.database_url)
     # log_config=None: uvicorn keeps our JSON handler; the access line comes from our middleware.
     uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=None, access_log=False)

@@ -15,7 +15,10 @@ from typing import Any
 from cortex.observability.request_id import current_request_id
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is written as a field.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}  # uvicorn adds an ANSI-coloured copy of the message
+
+_PLAIN = (str, int, float, bool, list, tuple, dict)
 
 
 class RequestIdFilter(logging.Filter):
@@ -34,7 +37,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and value is not None:
+            # Plain values only: libraries hang sentinels and objects on records (LiteLLM does).
+            if key not in _STANDARD and isinstance(value, _PLAIN):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
