@@ -86,6 +86,7 @@ class GatewayTimeout(CortexError):
 
 
 def request_id_of(request: Request) -> str:
+    """The id `observability.middleware` gave the request (made here only for an app without it)."""
     rid = getattr(request.state, "request_id", None)
     if not rid:
         rid = uuid.uuid4().hex

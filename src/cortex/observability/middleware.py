@@ -93,6 +93,7 @@ class ObservabilityMiddleware:
             await send(message)
 
         method = scope["method"]
+        route: str | None = None
         try:
             if telemetry is None:
                 await self.app(scope, receive, send_with_id)
@@ -110,12 +111,12 @@ class ObservabilityMiddleware:
                         span.set_status(Status(StatusCode.ERROR))
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
-            route = route_template(scope)
+            route = route or route_template(scope)
             if telemetry is not None:
                 telemetry.http_finished(method, route, status, duration_ms)
-            access_logger.info("%s %s %s", method, route, status,
-                        extra={"request_id": request_id, "method": method, "route": route, "status": status,
-                               "duration_ms": round(duration_ms, 3)})
+            access_logger.info("%s %s %s", method, route, status, extra={
+                "request_id": request_id, "method": method, "route": route, "status": status,
+                "duration_ms": round(duration_ms, 3)})
             current_request_id.reset(token)
 
 
