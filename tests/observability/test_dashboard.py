@@ -13,7 +13,7 @@ from cortex.kit.runtime import Runtime
 from tests.conftest import SCRIPTED_MODEL
 from tests.observability.scenario import scripted_run, semantic_cache
 from tests.scripted_llm import ScriptedLLM
-from tests.support import Tenant, make_key
+from tests.support import Tenant, create_agent, make_key
 from tests.webhook_target import WebhookTarget
 
 
@@ -26,7 +26,8 @@ async def test_dashboard_matches_the_stored_messages(client: httpx.AsyncClient, 
     response = await client.get("/v1/metrics/dashboard", headers=tenant.headers)
     assert response.status_code == 200, response.text
     board = response.json()
-    assert set(board) == {"since", "config_loading", "model_routing", "agent_compilation", "semantic_cache", "cost"}
+    assert set(board) == {"since", "agent_id", "config_loading", "model_routing", "agent_compilation",
+                          "semantic_cache", "cost"}
     assert set(board["config_loading"]) == {"cache_hit_rate", "total_loads", "cache_hits", "avg_duration_ms"}
     assert set(board["model_routing"]) == {"total_routed", "by_tier"}
     assert set(board["agent_compilation"]) == {"avg_llm_latency_ms", "tool_call_rate", "avg_tool_rounds"}
@@ -84,3 +85,21 @@ async def test_dashboard_errors(client: httpx.AsyncClient, tenant: Tenant, runti
         response = await client.get("/v1/metrics/dashboard", params={"days": bad}, headers=tenant.headers)
         assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "days"]
     assert (await client.get("/v1/metrics/dashboard", params={"days": "1"}, headers=tenant.headers)).status_code == 200
+    bad_id = await client.get("/v1/metrics/dashboard", params={"agent_id": "nope"}, headers=tenant.headers)
+    assert bad_id.status_code == 422 and bad_id.json()["detail"][0]["loc"] == ["query", "agent_id"]
+
+
+async def test_dashboard_for_one_agent(client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant,
+                                       runtime: Runtime, llm: ScriptedLLM, webhooks: WebhookTarget) -> None:
+    with semantic_cache(runtime):
+        run = await scripted_run(client, tenant, llm, webhooks)
+    quiet = await create_agent(client, tenant)
+    theirs = await create_agent(client, other_tenant)
+    one = (await client.get("/v1/metrics/dashboard", params={"agent_id": run.agent["id"]},
+                            headers=tenant.headers)).json()
+    assert one["agent_id"] == run.agent["id"] and one["cost"]["replies"] == 4
+    assert one["semantic_cache"]["hits"] == 1 and one["model_routing"]["total_routed"] == 3
+    none = (await client.get("/v1/metrics/dashboard", params={"agent_id": quiet["id"]}, headers=tenant.headers))
+    assert none.status_code == 200 and none.json()["cost"]["replies"] == 0
+    other = await client.get("/v1/metrics/dashboard", params={"agent_id": theirs["id"]}, headers=tenant.headers)
+    assert other.status_code == 404 and theirs["id"] not in other.text

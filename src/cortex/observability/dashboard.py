@@ -34,9 +34,12 @@ def _ms(value: float | Decimal | None) -> float:
     return round(float(value), 3) if value is not None else 0.0
 
 
-async def dashboard(session: AsyncSession, company_id: uuid.UUID, since: datetime) -> Dashboard:
+async def dashboard(session: AsyncSession, company_id: uuid.UUID, since: datetime,
+                    agent_id: uuid.UUID | None = None) -> Dashboard:
     m = Message
     replies = and_(m.company_id == company_id, m.role == "assistant", m.created_at >= since)
+    if agent_id is not None:
+        replies = and_(replies, m.agent_id == agent_id)
     loaded = m.config_cache_hit.is_not(None)
     generated = m.cached.is_(False)  # the agent compiler ran (a semantic cache hit skips it)
     totals = (await session.execute(select(
@@ -74,7 +77,7 @@ async def dashboard(session: AsyncSession, company_id: uuid.UUID, since: datetim
     lookups = int(cache_hits) + int(cache_misses)
     per_reply = round(float(cost) / reply_count, 8) if reply_count else 0.0
     return Dashboard(
-        since=since,
+        since=since, agent_id=agent_id,
         config_loading=ConfigLoading(cache_hit_rate=_ratio(config_hits, total_loads), total_loads=total_loads,
                                      cache_hits=config_hits, avg_duration_ms=_ms(avg_config_ms)),
         model_routing=ModelRouting(total_routed=total_routed, by_tier=by_tier),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 
+from cortex.agents.service import get_agent
 from cortex.auth.deps import ApiKeyAuth, ApiPrincipal, MetricsAuth
 from cortex.db.models import Agent
 from cortex.kit.deps import RuntimeDep, SessionDep
@@ -46,5 +48,8 @@ async def prometheus_metrics(reader: MetricsReader, runtime: RuntimeDep) -> Resp
 
 @metrics_router.get("/dashboard", response_model=Dashboard)
 async def metrics_dashboard(principal: MetricsAuth, session: SessionDep,
-                            days: Annotated[int, Query(ge=1, le=366)] = 30) -> Dashboard:
-    return await dashboard(session, principal.company_id, datetime.now(UTC) - timedelta(days=days))
+                            days: Annotated[int, Query(ge=1, le=366)] = 30,
+                            agent_id: uuid.UUID | None = None) -> Dashboard:
+    if agent_id is not None:
+        await get_agent(session, principal.company_id, agent_id)  # another company's agent: 404
+    return await dashboard(session, principal.company_id, datetime.now(UTC) - timedelta(days=days), agent_id)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -49,6 +50,7 @@ class Cost(BaseModel):
 
 class Dashboard(BaseModel):
     since: datetime
+    agent_id: uuid.UUID | None
     config_loading: ConfigLoading
     model_routing: ModelRouting
     agent_compilation: AgentCompilation
