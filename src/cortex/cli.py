@@ -77,13 +77,12 @@ def _prepare_multiprocess_metrics(settings: Settings) -> None:
     the counters of a previous run don't carry over.
     """
     import os
-    import shutil
 
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     path = Path(folder) if folder else settings.resolved_data_dir / "prometheus"
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # only prometheus_client's own files: the folder may be the operator's
+        stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
