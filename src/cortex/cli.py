@@ -128,6 +128,7 @@ def keys_create(
     name: Annotated[str, typer.Option(help="A name to recognise the key by.")],
     scopes: Annotated[list[str] | None, typer.Option("--scopes", help="Scope (repeatable); default *.")] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, max=365)] = None,
+    rate_limit_per_minute: Annotated[int | None, typer.Option(min=1, help="This key's own limit.")] = None,
 ) -> None:
     """Create an API key; the raw key is printed once."""
     from pydantic import ValidationError
@@ -137,7 +138,8 @@ def keys_create(
     from cortex.db.models import Company
 
     try:
-        body = ApiKeyCreate(name=name, scopes=scopes or ["*"], expires_in_days=expires_in_days)
+        body = ApiKeyCreate(name=name, scopes=scopes or ["*"], expires_in_days=expires_in_days,
+                            rate_limit_per_minute=rate_limit_per_minute)
     except ValidationError as exc:
         err.print(f"[red]invalid key:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,12 @@ async def test_two_server_processes_together_admit_no_more_than_the_limit(
     by_port = {port: [r.status_code for r in responses if r.url.port == port] for port in two_servers}
     assert all(len(codes) == 15 and 429 in codes for codes in by_port.values()), by_port
     assert all(r.headers["X-RateLimit-Limit"] == "10" for r in responses)
+
+
+async def test_cli_creates_a_key_with_its_own_limit(database_url: str, tenant: Tenant) -> None:
+    from tests.test_cli import _run
+
+    made = await asyncio.to_thread(_run, ["keys", "create", "--company-id", str(tenant.company_id), "--name", "slow",
+                                          "--rate-limit-per-minute", "5"], {"DATABASE_URL": database_url})
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["rate_limit_per_minute"] == 5
