@@ -25,8 +25,10 @@ from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
 from cortex.llm.gateway import LLMGateway, count_tokens
+from cortex.memory.component import MemoryComponent
+from cortex.memory.endpoints import memory_router
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import PIPELINE
+from cortex.pipeline.ports import MEMORY, PIPELINE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -43,6 +45,7 @@ ROUTERS = [
     customers_router,
     chat_router,
     conversations_router,
+    memory_router,
 ]
 
 
@@ -85,6 +88,7 @@ def wire_components(runtime: Runtime) -> None:
     The pipeline comes first so that it is closed last.
     """
     runtime.components[PIPELINE] = ChatPipeline(runtime)
+    runtime.components[MEMORY] = MemoryComponent(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
