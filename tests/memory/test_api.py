@@ -99,7 +99,8 @@ async def test_companies_never_share_facts_even_for_the_same_customer_id(
         client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant) -> None:
     mine = await save(client, tenant, "shared-id", "Prefers e-mail over phone calls.")
     theirs = await save(client, other_tenant, "shared-id", "Prefers phone calls over e-mail.")
-    assert [f["id"] for f in (await view(client, tenant, "shared-id", "how to contact me"))["facts"]] == [mine["fact_id"]]
+    mine_now = (await view(client, tenant, "shared-id", "how to contact me"))["facts"]
+    assert [f["id"] for f in mine_now] == [mine["fact_id"]]
     assert [f["id"] for f in (await view(client, other_tenant, "shared-id"))["facts"]] == [theirs["fact_id"]]
     # Another company's company_id is unknown to this key, with or without facts there.
     response = await client.post("/v1/memory/shared-id", headers=tenant.headers,

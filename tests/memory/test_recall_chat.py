@@ -159,7 +159,8 @@ async def test_forget_wins_over_an_extraction_still_in_flight(
     slow = facts_reply(fact("The customer's locker code is 9911.", "locker_code", "9911"))
     slow.delay_seconds = 1.0
     llm.queue(Reply(text="OK."), slow)
-    assert (await chat(client, tenant, agent["id"], "My locker code is 9911.", customer_id="cust-race")).status_code == 200
+    response = await chat(client, tenant, agent["id"], "My locker code is 9911.", customer_id="cust-race")
+    assert response.status_code == 200
     assert memory.background.pending == 1
     response = await client.delete(f"/v1/memory/cust-race?company_id={tenant.company_id}", headers=tenant.headers)
     assert response.status_code == 200
