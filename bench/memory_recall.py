@@ -10,7 +10,7 @@ later turn changes some values (contradictions) and restates others in other wor
 The customer is then filled up to 1,000 active facts with order/visit/support history (the distractors,
 bulk-inserted with their real embeddings), and follow-up messages whose right fact is known are recalled.
 
-    python bench/memory_recall.py [--customers 5] [--facts-per-customer 1000] [--seed 7]
+    python bench/memory_recall.py [--customers 6] [--facts-per-customer 1000] [--seed 7]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.dialects import postgresql  # noqa: E402
 from tests.scripted_llm import Reply, ScriptedLLM  # noqa: E402
 
 from cortex.agents import service as agents  # noqa: E402
@@ -45,7 +47,9 @@ from cortex.conversations import store  # noqa: E402
 from cortex.db.embedded import EmbeddedPostgres  # noqa: E402
 from cortex.db.models import MemoryFact  # noqa: E402
 from cortex.kit.runtime import Runtime  # noqa: E402
+from cortex.memory import repository  # noqa: E402
 from cortex.memory.component import MemoryComponent, extraction_models  # noqa: E402
+from cortex.memory.repository import normalise_subject, subject_words  # noqa: E402
 from cortex.pipeline.ports import MEMORY, CompletedTurn  # noqa: E402
 from cortex.settings import Settings  # noqa: E402
 
@@ -175,6 +179,7 @@ class Case:
     right: uuid.UUID
     kind: str  # plain | contradiction | near_duplicate | order
     superseded: tuple[uuid.UUID, ...] = ()
+    top3: list[str] = field(default_factory=list)  # what recall returned instead, for misses
 
 
 @dataclass
@@ -205,7 +210,7 @@ def plan_customer(rng: random.Random, customer_id: str, order_base: int) -> Plan
     return plan
 
 
-def filler_facts(rng: random.Random, count: int, order_base: int) -> list[str]:
+def filler_facts(rng: random.Random, count: int, order_base: int) -> list[tuple[str, str]]:
     """The customer's long history: the distractors recall must see past."""
     items = ("a phone charger", "a kettle", "a backpack", "a yoga mat", "a desk lamp", "headphones", "a blender",
              "a winter jacket", "printer ink", "a smartwatch", "bed sheets", "a toaster", "a vacuum cleaner")
@@ -213,16 +218,24 @@ def filler_facts(rng: random.Random, count: int, order_base: int) -> list[str]:
               "a refund status", "a password reset", "an app crash")
     months = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
               "November", "December")
+    def when() -> str:
+        return f"{rng.randint(1, 28)} {rng.choice(months)} {rng.choice((2023, 2024, 2025))}"
+
+    # Each event with the subject key an extraction model gives an event (they are not single-valued).
     templates = (
-        lambda n: f"Order ORD-{order_base + 100 + n} with {rng.choice(items)} was delivered on "
-                  f"{rng.randint(1, 28)} {rng.choice(months)} {rng.choice((2023, 2024, 2025))}.",
-        lambda n: f"Called support about {rng.choice(issues)} on {rng.randint(1, 28)} {rng.choice(months)}.",
-        lambda n: f"Rated the chat with support {rng.randint(1, 5)} out of 5 (ticket T-{order_base + n}).",
-        lambda n: f"Returned {rng.choice(items)} from order ORD-{order_base + 5000 + n} for a refund.",
-        lambda n: f"Used voucher SAVE{rng.randint(10, 99)}-{n} on a purchase of {rng.choice(items)}.",
-        lambda n: f"Visited the {rng.choice(CITIES)} store on {rng.randint(1, 28)} {rng.choice(months)} "
-                  f"to look at {rng.choice(items)}.",
-        lambda n: f"Asked whether {rng.choice(items)} was back in stock (request R-{order_base + n}).",
+        lambda n: (f"Order ORD-{order_base + 100 + n} with {rng.choice(items)} was delivered on {when()}.",
+                   f"order_ORD-{order_base + 100 + n}_delivery"),
+        lambda n: (f"Called support about {rng.choice(issues)} on {when()}.", f"support_call_{n}"),
+        lambda n: (f"Rated the chat with support {rng.randint(1, 5)} out of 5 (ticket T-{order_base + n}).",
+                   f"support_rating_T-{order_base + n}"),
+        lambda n: (f"Returned {rng.choice(items)} from order ORD-{order_base + 5000 + n} for a refund.",
+                   f"return_ORD-{order_base + 5000 + n}"),
+        lambda n: (f"Used voucher SAVE{rng.randint(10, 99)}-{n} on a purchase of {rng.choice(items)}.",
+                   f"voucher_SAVE-{n}"),
+        lambda n: (f"Visited the {rng.choice(CITIES)} store on {when()} to look at {rng.choice(items)}.",
+                   f"store_visit_{n}"),
+        lambda n: (f"Asked whether {rng.choice(items)} was back in stock (request R-{order_base + n}).",
+                   f"stock_request_R-{order_base + n}"),
     )
     return [templates[n % len(templates)](n) for n in range(count)]
 
@@ -297,10 +310,15 @@ async def build_customer(runtime: Runtime, llm: ScriptedLLM, memory: MemoryCompo
             MemoryFact.company_id == agent.company_id, MemoryFact.customer_id == plan.customer_id,
             MemoryFact.superseded_by.is_(None))) or 0)
     fillers = filler_facts(rng, facts_per_customer - active, order_base)
-    vectors = await runtime.embedder.embed(fillers)
-    rows = [{"company_id": agent.company_id, "customer_id": plan.customer_id, "fact": text_, "category": "history",
+    vectors = await runtime.embedder.embed([fact for fact, _ in fillers])
+    subjects = [normalise_subject(subject) or "" for _, subject in fillers]
+    subject_vectors = await runtime.embedder.embed([subject_words(subject) for subject in subjects])
+    rows = [{"company_id": agent.company_id, "customer_id": plan.customer_id, "fact": fact, "category": "history",
              "confidence": round(rng.uniform(0.6, 1.0), 2), "embedding": [float(x) for x in vector],
-             "source": "bench-history"} for text_, vector in zip(fillers, vectors, strict=True)]
+             "subject": subject, "subject_embedding": [float(x) for x in subject_vector],
+             "source": "bench-history"}
+            for (fact, _), subject, vector, subject_vector in zip(fillers, subjects, vectors, subject_vectors,
+                                                                 strict=True)]
     async with runtime.database.session() as session:
         await session.execute(insert(MemoryFact), rows)
     log(f"  {plan.customer_id}: {active + len(fillers)} active facts, {len(cases)} cases, "
@@ -323,12 +341,28 @@ async def baseline_top3(runtime: Runtime, company_id: uuid.UUID, customer_id: st
             await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         rows = await session.execute(text(
             "SELECT id FROM memory_facts WHERE company_id = :c AND customer_id = :u "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 3"), {"c": company_id, "u": customer_id, "q": literal})
+            "ORDER BY embedding <=> CAST(:q AS halfvec) LIMIT 3"), {"c": company_id, "u": customer_id, "q": literal})
         return [row[0] for row in rows]
 
 
-async def explain(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vector: Any,
-                  force_hnsw: bool) -> str:
+_VECTOR_LITERAL = re.compile(r"'\[[^\]]*\]'")
+
+
+async def explain_recall(runtime: Runtime, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
+                         vector: Any) -> list[str]:
+    """The plan PostgreSQL picks for the component's own recall statement."""
+    statement = repository.recall_statement(company_id=company_id, customer_id=customer_id, agent_id=agent_id,
+                                            query=query, query_vector=vector)
+    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    async with runtime.database.session() as session:
+        connection = await session.connection()
+        rows = await connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql)
+        return [_VECTOR_LITERAL.sub("<query vector>", row[0]) for row in rows]
+
+
+async def explain_top_k(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vector: Any,
+                        force_hnsw: bool) -> list[str]:
+    """Plain `ORDER BY embedding <=> q LIMIT 12` for one customer, the shape the HNSW index can serve."""
     literal = "[" + ",".join(f"{float(x):.7f}" for x in vector) + "]"
     async with runtime.database.session() as session:
         if force_hnsw:
@@ -337,9 +371,9 @@ async def explain(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vec
             await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         rows = await session.execute(text(
             "EXPLAIN (ANALYZE, COSTS OFF) SELECT id FROM memory_facts WHERE company_id = :c AND customer_id = :u "
-            "AND superseded_by IS NULL ORDER BY embedding <=> CAST(:q AS vector) LIMIT 12"),
+            "AND superseded_by IS NULL ORDER BY embedding <=> CAST(:q AS halfvec) LIMIT 12"),
             {"c": company_id, "u": customer_id, "q": literal})
-        return "\n".join(row[0] for row in rows).replace(literal, "<query vector>")
+        return [_VECTOR_LITERAL.sub("<query vector>", row[0]) for row in rows]
 
 
 def summarise(hits: list[bool], superseded: list[bool], latencies: list[float]) -> dict[str, Any]:
@@ -388,6 +422,8 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             ours_warm.append((time.perf_counter() - t0) * 1000)
             returned = [f.id for f in facts]
             ours_hits.append(case.right in returned[:3])
+            if case.right not in returned[:3]:
+                case.top3 = [f.fact for f in facts[:3]]
             if case.superseded:
                 ours_sup.append(any(old in returned for old in case.superseded))
             vector = await runtime.embedder.embed_query(case.query)
@@ -402,11 +438,38 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             hnsw_ms.append((time.perf_counter() - t0) * 1000)
             hnsw_hits.append(case.right in approx)
             agree.append(approx == top3)
-        misses = [{"kind": c.kind, "query": c.query} for c, hit in zip(cases, ours_hits, strict=True) if not hit]
+        ablations: dict[str, float] = {}
+        for name, overrides in (("without_subject_match", {"SUBJECT_WEIGHT": 0.0}),
+                                ("without_identifier_boost", {"IDENTIFIER_BOOST": 0.0}),
+                                ("without_diversity", {"DIVERSITY_LAMBDA": 1.0}),
+                                ("without_attribute_prior", {"ATTRIBUTE_PRIOR": 0.0}),
+                                ("attribute_prior_0.1", {"ATTRIBUTE_PRIOR": 0.1}),
+                                ("diversity_lambda_0.5", {"DIVERSITY_LAMBDA": 0.5}),
+                                ("diversity_lambda_0.7", {"DIVERSITY_LAMBDA": 0.7}),
+                                ("plain_cosine_ranking_of_same_candidates",
+                                 {"DIVERSITY_LAMBDA": 1.0, "ATTRIBUTE_PRIOR": 0.0, "SUBJECT_WEIGHT": 0.0,
+                                  "IDENTIFIER_BOOST": 0.0})):
+            saved = {key: getattr(repository, key) for key in overrides}
+            for key, value in overrides.items():
+                setattr(repository, key, value)
+            try:
+                hits = []
+                for case in cases:
+                    facts = await memory.recall(company_id=company.id, agent_id=agent.id,
+                                                customer_id=case.customer_id, query=case.query,
+                                                token_budget=TOKEN_BUDGET)
+                    hits.append(case.right in [f.id for f in facts][:3])
+            finally:
+                for key, value in saved.items():
+                    setattr(repository, key, value)
+            ablations[name] = round(sum(hits) / len(hits), 4)
+        misses = [{"kind": c.kind, "query": c.query, "returned": c.top3}
+                  for c, hit in zip(cases, ours_hits, strict=True) if not hit]
         sample = cases[0]
         vector = await runtime.embedder.embed_query(sample.query)
-        chosen_plan = await explain(runtime, company.id, sample.customer_id, vector, force_hnsw=False)
-        hnsw_plan = await explain(runtime, company.id, sample.customer_id, vector, force_hnsw=True)
+        recall_plan = await explain_recall(runtime, company.id, agent.id, sample.customer_id, sample.query, vector)
+        chosen_plan = await explain_top_k(runtime, company.id, sample.customer_id, vector, force_hnsw=False)
+        hnsw_plan = await explain_top_k(runtime, company.id, sample.customer_id, vector, force_hnsw=True)
         async with runtime.database.session() as session:
             total_rows = int(await session.scalar(select(func.count()).select_from(MemoryFact)) or 0)
         by_kind: dict[str, list[bool]] = {}
@@ -427,6 +490,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                 "recall_at_3_by_kind": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items()},
                 "near_duplicates_stored_twice": memory.stats["bench_duplicates_created"],
                 "extraction_stats": {k: v for k, v in memory.stats.items() if not k.startswith("bench_")},
+                "recall_at_3_ablations": ablations,
                 "misses": misses[:10],
             },
             "baseline_plain_cosine_top3": summarise(base_hits, base_sup, base_ms),
@@ -435,8 +499,9 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                 "same_top3_as_exact_rate": round(sum(agree) / len(agree), 4),
                 "latency_ms_p50": percentile(hnsw_ms, 50), "latency_ms_p95": percentile(hnsw_ms, 95),
             },
-            "plan_chosen_by_postgres": chosen_plan.splitlines(),
-            "plan_with_hnsw_forced": hnsw_plan.splitlines(),
+            "plan_of_recall_statement": recall_plan,
+            "plan_of_plain_top_k": chosen_plan,
+            "plan_of_plain_top_k_hnsw_forced": hnsw_plan,
             "targets": {"recall_at_3": 0.9, "superseded_recalled_rate": 0.0, "latency_ms_p50": 10.0},
             "note": "2-core machine shared with other work; timings include asyncpg round trips on loopback",
         }
@@ -461,7 +526,7 @@ async def create_database(server_url: str, name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=5)
+    parser.add_argument("--customers", type=int, default=6)
     parser.add_argument("--facts-per-customer", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -221,7 +221,7 @@ class MemoryFact(TimestampMixin, Base):
         # plan recall uses (see bench/memory_recall.py for the measurement against the HNSW index).
         Index("ix_memory_facts_customer", "company_id", "customer_id"),
         Index("ix_memory_facts_embedding", "embedding", postgresql_using="hnsw",
-              postgresql_ops={"embedding": "vector_cosine_ops"}),
+              postgresql_ops={"embedding": "halfvec_cosine_ops"}),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
@@ -234,7 +234,12 @@ class MemoryFact(TimestampMixin, Base):
     # for the same subject supersedes the old fact.
     subject: Mapped[str | None] = mapped_column(String(120))
     value: Mapped[str | None] = mapped_column(Text)
-    embedding: Mapped[Any] = mapped_column(Vector(MEMORY_EMBEDDING_DIMENSIONS))
+    # Half precision: ranking is unchanged at this size, and a row with both vectors stays small
+    # enough to be read inline (no TOAST fetch per row when recall scans a customer's facts).
+    embedding: Mapped[Any] = mapped_column(HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
+    # The subject's words ("home address") embedded alone: follow-up questions name the attribute they
+    # are about far more often than its value, so recall also matches on this.
+    subject_embedding: Mapped[Any | None] = mapped_column(HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
     source: Mapped[str] = mapped_column(String(64), default="manual")
     source_message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     # No foreign key: deleting the newer fact must not bring a contradicted one back.

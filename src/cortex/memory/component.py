@@ -145,19 +145,23 @@ class MemoryComponent:
         if not facts:
             self.stats["no_facts"] += 1
             return []
-        vectors = await self.runtime.embedder.embed([f.fact for f in facts])
+        subjects = [repository.normalise_subject(f.subject) for f in facts]
+        texts = [f.fact for f in facts] + [repository.subject_words(s) for s in subjects if s]
+        vectors = await self.runtime.embedder.embed(texts)  # one batch: facts, then their subjects
+        subject_vectors = iter(vectors[len(facts):])
         outcomes: list[repository.StoreOutcome] = []
         async with self.runtime.database.session() as session:
             await repository.lock_customer(session, turn.company_id, turn.customer_id)
             if not await repository.message_still_exists(session, turn.company_id, turn.customer_message_id):
                 self.stats["source_gone"] += 1  # the customer was forgotten while the model answered
                 return []
-            for fact, vector in zip(facts, vectors, strict=True):
+            for fact, subject, vector in zip(facts, subjects, vectors[:len(facts)], strict=True):
                 outcome = await repository.store_fact(
                     session, company_id=turn.company_id, customer_id=turn.customer_id,
                     new=NewFact(fact=fact.fact.strip(), category=fact.category, confidence=fact.confidence,
-                                embedding=vector, source="extraction", subject=fact.subject, value=fact.value,
-                                source_message_id=turn.customer_message_id))
+                                embedding=vector, source="extraction", subject=subject, value=fact.value,
+                                source_message_id=turn.customer_message_id,
+                                subject_embedding=next(subject_vectors) if subject else None))
                 outcomes.append(outcome)
                 self.stats["facts_" + outcome.action] += 1
                 self.stats["facts_superseded"] += len(outcome.superseded)

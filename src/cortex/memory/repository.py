@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Float, Select, and_, delete, func, literal, or_, select, text
+from sqlalchemy import REAL, Float, Select, and_, cast, delete, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import Conversation, KnowledgeSource, Message
@@ -23,13 +24,22 @@ from cortex.db.models import MemoryFact as FactRow
 # Two facts this close (cosine) about the same values are the same fact said twice.
 DUPLICATE_SIMILARITY = 0.9
 # How many nearest facts recall considers, before standing preferences and identifier matches join.
-SEMANTIC_CANDIDATES = 12
+SEMANTIC_CANDIDATES = 30
 IDENTIFIER_CANDIDATES = 8
 STANDING_PREFERENCES = 5
 # A shared identifier (order number, phone, email) is strong evidence the fact is the one asked about.
 IDENTIFIER_BOOST = 0.35
 # Below this similarity a fact is not about the message; standing preferences are recalled anyway.
 MIN_RELEVANCE = 0.2
+# How much a match on the subject's words counts against a match on the whole fact (see
+# MemoryFact.subject_embedding); measured in bench/memory_recall.py.
+SUBJECT_WEIGHT = 1.0
+# Relevance against diversity when ordering the relevant facts (1.0: relevance only); measured in the
+# benchmark.
+DIVERSITY_LAMBDA = 0.6
+# Events (category history: orders, calls, visits) pile up by the hundred; a follow-up question is more
+# often about one of the customer's standing attributes, so those get this much extra score.
+ATTRIBUTE_PRIOR = 0.05
 # No-query ordering: confidence weighted by how recently the fact was last confirmed.
 RECENCY_HALF_LIFE_DAYS = 90.0
 
@@ -55,6 +65,11 @@ def normalise_subject(subject: str | None) -> str | None:
     return key[:120] or None
 
 
+def subject_words(subject: str) -> str:
+    """`home_address` → `home address`: the text whose embedding stands for the subject."""
+    return subject.replace("_", " ").strip()
+
+
 @dataclass(frozen=True)
 class NewFact:
     fact: str
@@ -66,6 +81,7 @@ class NewFact:
     subject: str | None = None
     value: str | None = None
     source_message_id: uuid.UUID | None = None
+    subject_embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,7 @@ async def store_fact(session: AsyncSession, *, company_id: uuid.UUID, customer_i
     row = FactRow(company_id=company_id, customer_id=customer_id, agent_id=new.agent_id, fact=new.fact,
                   category=new.category, confidence=new.confidence, subject=subject, value=new.value,
                   embedding=_vector(new.embedding), source=new.source, source_message_id=new.source_message_id,
+                  subject_embedding=None if new.subject_embedding is None else _vector(new.subject_embedding),
                   last_confirmed_at=now)
     session.add(row)
     await session.flush()
@@ -142,9 +159,16 @@ async def store_fact(session: AsyncSession, *, company_id: uuid.UUID, customer_i
     return StoreOutcome(row.id, "created", tuple(old.id for old in same_subject))
 
 
+def _similarity(query_vector: np.ndarray) -> Any:
+    """The better of the fact's and its subject's similarity to the query (GREATEST skips NULLs)."""
+    vector = _vector(query_vector)
+    return func.greatest(1 - FactRow.embedding.cosine_distance(vector),
+                         SUBJECT_WEIGHT * (1 - FactRow.subject_embedding.cosine_distance(vector)))
+
+
 def _columns(query_vector: np.ndarray | None) -> list[Any]:
-    similarity = ((1 - FactRow.embedding.cosine_distance(_vector(query_vector))).label("similarity")
-                  if query_vector is not None else literal(0.0, Float).label("similarity"))
+    similarity = (_similarity(query_vector).label("similarity") if query_vector is not None
+                  else literal(0.0, Float).label("similarity"))
     return [FactRow.id, FactRow.fact, FactRow.category, FactRow.confidence, FactRow.last_confirmed_at, similarity]
 
 
@@ -160,39 +184,74 @@ def _recency_weight(confidence: float, last_confirmed_at: datetime, now: datetim
     return confidence * math.pow(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
 
 
-async def recall(session: AsyncSession, *, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None,
-                 query: str, query_vector: np.ndarray, all_agents: bool = False) -> list[RecalledFact]:
-    """The facts about `query` (nearest by embedding, plus any naming the same order number, phone or
-    e-mail), then the customer's standing preferences, best first; one round trip."""
-    where = _active(company_id, customer_id, agent_id, all_agents)
-    distance = FactRow.embedding.cosine_distance(_vector(query_vector))
-    columns = _columns(query_vector)
+def recall_statement(*, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None, query: str,
+                     query_vector: np.ndarray, all_agents: bool = False) -> Any:
+    """One round trip, one pass over the customer's rows (each similarity computed once): the nearest
+    facts with their vectors, the standing preferences, and any fact naming an identifier of the query."""
+    scored = (select(*_columns(query_vector), FactRow.embedding)
+              .where(_active(company_id, customer_id, agent_id, all_agents))
+              .cte("scored").prefix_with("MATERIALIZED"))
+    # Only the few candidates' vectors leave the server, as real[]: asyncpg decodes that in binary, far
+    # cheaper than the halfvec's text form.
+    out = [scored.c.id, scored.c.fact, scored.c.category, scored.c.confidence, scored.c.last_confirmed_at,
+           scored.c.similarity, cast(scored.c.embedding, ARRAY(REAL)).label("vector")]
     parts: list[Select[Any]] = [
-        select(*columns).where(where).order_by(distance).limit(SEMANTIC_CANDIDATES),
-        select(*columns).where(where, FactRow.category == "preference")
-        .order_by(FactRow.confidence.desc(), FactRow.last_confirmed_at.desc()).limit(STANDING_PREFERENCES),
+        select(*out).order_by(scored.c.similarity.desc()).limit(SEMANTIC_CANDIDATES),
+        select(*out).where(scored.c.category == "preference")
+        .order_by(scored.c.confidence.desc(), scored.c.last_confirmed_at.desc()).limit(STANDING_PREFERENCES),
     ]
     wanted = identifiers(query)
     if wanted:
-        parts.append(select(*columns).where(where, or_(*(FactRow.fact.icontains(token, autoescape=True)
-                                                         for token in sorted(wanted))))
-                     .order_by(distance).limit(IDENTIFIER_CANDIDATES))
-    statement = parts[0].union_all(*parts[1:]) if len(parts) > 1 else parts[0]
+        parts.append(select(*out).where(or_(*(scored.c.fact.icontains(token, autoescape=True)
+                                              for token in sorted(wanted))))
+                     .order_by(scored.c.similarity.desc()).limit(IDENTIFIER_CANDIDATES))
+    return parts[0].union_all(*parts[1:])
+
+
+async def recall(session: AsyncSession, *, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None,
+                 query: str, query_vector: np.ndarray, all_agents: bool = False) -> list[RecalledFact]:
+    """The facts about `query`, relevant and diverse first, then the customer's standing preferences."""
+    statement = recall_statement(company_id=company_id, customer_id=customer_id, agent_id=agent_id, query=query,
+                                 query_vector=query_vector, all_agents=all_agents)
     rows = (await session.execute(statement)).all()
-    relevant: dict[uuid.UUID, RecalledFact] = {}
+    wanted = identifiers(query)
+    relevant: dict[uuid.UUID, tuple[RecalledFact, Any]] = {}
     standing: dict[uuid.UUID, RecalledFact] = {}
-    for fact_id, fact, category, confidence, _confirmed, similarity in rows:
+    for fact_id, fact, category, confidence, _confirmed, similarity, vector in rows:
         shared = bool(wanted & identifiers(fact))
-        recalled = RecalledFact(fact_id, fact, category, float(confidence),
-                                float(similarity) + (IDENTIFIER_BOOST if shared else 0.0), float(similarity))
+        score = (float(similarity) + (IDENTIFIER_BOOST if shared else 0.0)
+                 + (ATTRIBUTE_PRIOR if category != "history" else 0.0))
+        recalled = RecalledFact(fact_id, fact, category, float(confidence), score, float(similarity))
         if shared or similarity >= MIN_RELEVANCE:
-            relevant[fact_id] = recalled
+            relevant[fact_id] = (recalled, vector)
         elif category == "preference":
             standing[fact_id] = recalled
+    ranked = diversify(list(relevant.values()))
     # Standing preferences that are not about this message still come, after the relevant facts.
-    ranked = sorted(relevant.values(), key=lambda f: f.score, reverse=True)
-    return ranked + sorted((f for i, f in standing.items() if i not in relevant),
-                           key=lambda f: f.confidence, reverse=True)
+    return ranked + sorted(standing.values(), key=lambda f: f.confidence, reverse=True)
+
+
+def diversify(candidates: list[tuple[RecalledFact, Any]]) -> list[RecalledFact]:
+    """Maximal marginal relevance: a customer's hundred store visits must not fill every slot ahead of
+    the one fact about their wheelchair. Each pick maximises
+    `DIVERSITY_LAMBDA * score - (1 - DIVERSITY_LAMBDA) * (similarity to the closest fact already picked)`."""
+    if len(candidates) <= 1 or DIVERSITY_LAMBDA >= 1.0:
+        return sorted((fact for fact, _ in candidates), key=lambda f: f.score, reverse=True)
+    facts = [fact for fact, _ in candidates]
+    matrix = np.asarray([np.asarray(vector, dtype=np.float32) for _, vector in candidates])
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    pairwise = matrix @ matrix.T
+    scores = np.asarray([fact.score for fact in facts], dtype=np.float32)
+    closest = np.full(len(facts), -1.0, dtype=np.float32)
+    remaining = list(range(len(facts)))
+    order: list[int] = []
+    while remaining:
+        marginal = DIVERSITY_LAMBDA * scores[remaining] - (1 - DIVERSITY_LAMBDA) * np.maximum(closest[remaining], 0)
+        pick = remaining[int(np.argmax(marginal))]
+        order.append(pick)
+        remaining.remove(pick)
+        closest = np.maximum(closest, pairwise[pick])
+    return [facts[i] for i in order]
 
 
 async def list_facts(session: AsyncSession, *, company_id: uuid.UUID, customer_id: str,
@@ -200,9 +259,8 @@ async def list_facts(session: AsyncSession, *, company_id: uuid.UUID, customer_i
     """The API's view: every agent scope; by relevance with a query, else by recency and confidence."""
     if query_vector is not None and query is not None:
         where = _active(company_id, customer_id, None, True)
-        distance = FactRow.embedding.cosine_distance(_vector(query_vector))
-        rows = (await session.execute(select(*_columns(query_vector)).where(where).order_by(distance)
-                                      .limit(limit))).all()
+        rows = (await session.execute(select(*_columns(query_vector)).where(where)
+                                      .order_by(_similarity(query_vector).desc()).limit(limit))).all()
         wanted = identifiers(query)
         scored = [RecalledFact(i, f, c, float(conf), float(sim) + (IDENTIFIER_BOOST if wanted & identifiers(f) else 0),
                                float(sim)) for i, f, c, conf, _, sim in rows]

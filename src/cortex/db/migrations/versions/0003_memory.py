@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0003_memory"
@@ -29,7 +29,8 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Float(), nullable=False),
         sa.Column("subject", sa.String(length=120), nullable=True),
         sa.Column("value", sa.Text(), nullable=True),
-        sa.Column("embedding", Vector(384), nullable=False),
+        sa.Column("embedding", HALFVEC(384), nullable=False),
+        sa.Column("subject_embedding", HALFVEC(384), nullable=True),
         sa.Column("source", sa.String(length=64), nullable=False),
         sa.Column("source_message_id", sa.UUID(), nullable=True),
         sa.Column("superseded_by", sa.UUID(), nullable=True),
@@ -41,10 +42,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["company_id"], ["companies.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
+    # Keep rows (two 384-dim halfvecs and the text) inline: recall reads every row of one customer.
+    op.execute("ALTER TABLE memory_facts SET (toast_tuple_target = 8160)")
     op.create_index("ix_memory_facts_customer", "memory_facts", ["company_id", "customer_id"], unique=False)
     op.create_index(op.f("ix_memory_facts_agent_id"), "memory_facts", ["agent_id"], unique=False)
     op.create_index("ix_memory_facts_embedding", "memory_facts", ["embedding"], unique=False,
-                    postgresql_using="hnsw", postgresql_ops={"embedding": "vector_cosine_ops"})
+                    postgresql_using="hnsw", postgresql_ops={"embedding": "halfvec_cosine_ops"})
     op.create_table(
         "memory_audit_log",
         sa.Column("id", sa.UUID(), nullable=False),
