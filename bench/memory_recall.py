@@ -463,6 +463,17 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                 for key, value in saved.items():
                     setattr(repository, key, value)
             ablations[name] = round(sum(hits) / len(hits), 4)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for case in cases:
+                await memory.recall(company_id=company.id, agent_id=agent.id, customer_id=case.customer_id,
+                                    query=case.query, token_budget=TOKEN_BUDGET)
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
         misses = [{"kind": c.kind, "query": c.query, "returned": c.top3}
                   for c, hit in zip(cases, ours_hits, strict=True) if not hit]
         sample = cases[0]
@@ -529,6 +540,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=6)
     parser.add_argument("--facts-per-customer", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of warm recalls on stderr")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cortex-memory-bench-"))
     embedded = None

@@ -88,8 +88,10 @@ class MemoryComponent:
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
         vector = await self.runtime.embedder.embed_query(query)  # shared with the cache check and retrieval
-        async with self.runtime.database.session() as session:
-            recalled = await repository.recall(session, company_id=company_id, customer_id=customer_id,
+        # One read-only statement: autocommit spares the BEGIN and COMMIT round trips of a session.
+        async with self.runtime.database.connect().connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            recalled = await repository.recall(connection, company_id=company_id, customer_id=customer_id,
                                                agent_id=agent_id, query=query, query_vector=vector)
         kept: list[MemoryFact] = []
         spent = 0

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import REAL, Float, Select, and_, cast, delete, func, literal, or_, select, text
+from pgvector.sqlalchemy import HALFVEC
+from sqlalchemy import REAL, Float, Select, and_, bindparam, cast, delete, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from cortex.db.models import Conversation, KnowledgeSource, Message
+from cortex.db.models import MEMORY_EMBEDDING_DIMENSIONS, Conversation, KnowledgeSource, Message
 from cortex.db.models import MemoryFact as FactRow
 
 # Two facts this close (cosine) about the same values are the same fact said twice.
@@ -161,7 +162,8 @@ async def store_fact(session: AsyncSession, *, company_id: uuid.UUID, customer_i
 
 def _similarity(query_vector: np.ndarray) -> Any:
     """The better of the fact's and its subject's similarity to the query (GREATEST skips NULLs)."""
-    vector = _vector(query_vector)
+    # One parameter used twice: the vector is formatted and sent once.
+    vector = bindparam("query_vector", _vector(query_vector), type_=HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
     return func.greatest(1 - FactRow.embedding.cosine_distance(vector),
                          SUBJECT_WEIGHT * (1 - FactRow.subject_embedding.cosine_distance(vector)))
 
@@ -208,8 +210,9 @@ def recall_statement(*, company_id: uuid.UUID, customer_id: str, agent_id: uuid.
     return parts[0].union_all(*parts[1:])
 
 
-async def recall(session: AsyncSession, *, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None,
-                 query: str, query_vector: np.ndarray, all_agents: bool = False) -> list[RecalledFact]:
+async def recall(session: AsyncSession | AsyncConnection, *, company_id: uuid.UUID, customer_id: str,
+                 agent_id: uuid.UUID | None, query: str, query_vector: np.ndarray,
+                 all_agents: bool = False) -> list[RecalledFact]:
     """The facts about `query`, relevant and diverse first, then the customer's standing preferences."""
     statement = recall_statement(company_id=company_id, customer_id=customer_id, agent_id=agent_id, query=query,
                                  query_vector=query_vector, all_agents=all_agents)
