@@ -163,3 +163,17 @@ async def test_auth_and_validation(client: httpx.AsyncClient, tenant: Tenant, ru
     assert (await client.delete("/v1/memory/fact/nope", headers=tenant.headers)).status_code == 422
     assert (await client.delete("/v1/memory/c", headers=tenant.headers)).status_code == 422
     assert (await client.delete("/v1/memory/c?company_id=zzz", headers=tenant.headers)).status_code == 422
+
+
+async def test_customer_documents_are_the_sources_tagged_with_the_customer(client: httpx.AsyncClient,
+                                                                           tenant: Tenant,
+                                                                           other_tenant: Tenant) -> None:
+    for owner, name, customer in ((tenant, "Contract of cust-k", "cust-k"), (tenant, "Price list", None),
+                                  (other_tenant, "Their cust-k file", "cust-k")):
+        response = await client.post("/v1/knowledge/sources", headers=owner.headers, json={
+            "name": name, "metadata": {"customer_id": customer} if customer else {}})
+        assert response.status_code == 201, response.text
+    body = await view(client, tenant, "cust-k")
+    assert body["knowledge_doc_count"] == 1 and body["kb_entry_count"] == 0 and body["kb_entries"] == []
+    assert [d["name"] for d in body["knowledge_snippets"]] == ["Contract of cust-k"]
+    assert set(body["knowledge_snippets"][0]) == {"source_id", "name", "description", "source_type", "status"}
