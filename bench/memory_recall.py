@@ -36,7 +36,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
-from sqlalchemy.dialects import postgresql  # noqa: E402
 from tests.scripted_llm import Reply, ScriptedLLM  # noqa: E402
 
 from cortex.agents import service as agents  # noqa: E402
@@ -330,15 +329,13 @@ async def build_customer(runtime: Runtime, llm: ScriptedLLM, memory: MemoryCompo
 # --- measuring ----------------------------------------------------------------------------------------
 
 async def baseline_top3(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vector: Any,
-                        force_hnsw: bool = False) -> list[uuid.UUID]:
-    """Plain cosine top-3 over every fact of the customer: no supersede, preference or identifier logic."""
+                        exact: bool = False) -> list[uuid.UUID]:
+    """Plain cosine top-3 over every fact of the customer: no supersede, preference or identifier logic.
+    With the HNSW index present and `exact` false, PostgreSQL's own plan choice (the index)."""
     literal = "[" + ",".join(f"{float(x):.7f}" for x in vector) + "]"
     async with runtime.database.session() as session:
-        if force_hnsw:
-            await session.execute(text("SET LOCAL enable_seqscan = off"))
-            await session.execute(text("SET LOCAL enable_bitmapscan = off"))
-            await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
-            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        if exact:
+            await session.execute(text("SET LOCAL enable_indexscan = off"))
         rows = await session.execute(text(
             "SELECT id FROM memory_facts WHERE company_id = :c AND customer_id = :u "
             "ORDER BY embedding <=> CAST(:q AS halfvec) LIMIT 3"), {"c": company_id, "u": customer_id, "q": literal})
@@ -351,24 +348,17 @@ _VECTOR_LITERAL = re.compile(r"'\[[^\]]*\]'")
 async def explain_recall(runtime: Runtime, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                          vector: Any) -> list[str]:
     """The plan PostgreSQL picks for the component's own recall statement."""
-    statement = repository.recall_statement(company_id=company_id, customer_id=customer_id, agent_id=agent_id,
-                                            query=query, query_vector=vector)
-    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    parameters = repository.recall_parameters(company_id=company_id, customer_id=customer_id, agent_id=agent_id,
+                                              query=query, query_vector=vector)
     async with runtime.database.session() as session:
-        connection = await session.connection()
-        rows = await connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql)
+        rows = await session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + repository.RECALL_SQL), parameters)
         return [_VECTOR_LITERAL.sub("<query vector>", row[0]) for row in rows]
 
 
-async def explain_top_k(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vector: Any,
-                        force_hnsw: bool) -> list[str]:
-    """Plain `ORDER BY embedding <=> q LIMIT 12` for one customer, the shape the HNSW index can serve."""
+async def explain_top_k(runtime: Runtime, company_id: uuid.UUID, customer_id: str, vector: Any) -> list[str]:
+    """Plain `ORDER BY embedding <=> q LIMIT 12` for one customer, the shape an HNSW index can serve."""
     literal = "[" + ",".join(f"{float(x):.7f}" for x in vector) + "]"
     async with runtime.database.session() as session:
-        if force_hnsw:
-            await session.execute(text("SET LOCAL enable_seqscan = off"))
-            await session.execute(text("SET LOCAL enable_bitmapscan = off"))
-            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         rows = await session.execute(text(
             "EXPLAIN (ANALYZE, COSTS OFF) SELECT id FROM memory_facts WHERE company_id = :c AND customer_id = :u "
             "AND superseded_by IS NULL ORDER BY embedding <=> CAST(:q AS halfvec) LIMIT 12"),
@@ -410,6 +400,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
 
         ours_hits, ours_sup, ours_cold, ours_warm = [], [], [], []
         base_hits, base_sup, base_ms, hnsw_hits, hnsw_ms, agree = [], [], [], [], [], []
+        returned_rows: list[int] = []
         for case in cases:
             runtime.embedder._query_cache.clear()  # cold: recall pays for the query's embedding
             t0 = time.perf_counter()
@@ -433,11 +424,20 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             base_hits.append(case.right in top3)
             if case.superseded:
                 base_sup.append(any(old in top3 for old in case.superseded))
+        log("building an HNSW index for the comparison (the schema has none)")
+        async with runtime.database.session() as session:
+            await session.execute(text("CREATE INDEX bench_memory_hnsw ON memory_facts "
+                                       "USING hnsw (embedding halfvec_cosine_ops)"))
+            await session.execute(text("ANALYZE memory_facts"))
+        for case in cases:
+            vector = await runtime.embedder.embed_query(case.query)
+            exact = await baseline_top3(runtime, company.id, case.customer_id, vector, exact=True)
             t0 = time.perf_counter()
-            approx = await baseline_top3(runtime, company.id, case.customer_id, vector, force_hnsw=True)
+            approx = await baseline_top3(runtime, company.id, case.customer_id, vector)
             hnsw_ms.append((time.perf_counter() - t0) * 1000)
             hnsw_hits.append(case.right in approx)
-            agree.append(approx == top3)
+            agree.append(approx == exact)
+            returned_rows.append(len(approx))
         ablations: dict[str, float] = {}
         for name, overrides in (("without_subject_match", {"SUBJECT_WEIGHT": 0.0}),
                                 ("without_identifier_boost", {"IDENTIFIER_BOOST": 0.0}),
@@ -479,8 +479,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         sample = cases[0]
         vector = await runtime.embedder.embed_query(sample.query)
         recall_plan = await explain_recall(runtime, company.id, agent.id, sample.customer_id, sample.query, vector)
-        chosen_plan = await explain_top_k(runtime, company.id, sample.customer_id, vector, force_hnsw=False)
-        hnsw_plan = await explain_top_k(runtime, company.id, sample.customer_id, vector, force_hnsw=True)
+        hnsw_plan = await explain_top_k(runtime, company.id, sample.customer_id, vector)
         async with runtime.database.session() as session:
             total_rows = int(await session.scalar(select(func.count()).select_from(MemoryFact)) or 0)
         by_kind: dict[str, list[bool]] = {}
@@ -505,14 +504,14 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                 "misses": misses[:10],
             },
             "baseline_plain_cosine_top3": summarise(base_hits, base_sup, base_ms),
-            "baseline_forced_hnsw_top3": {
+            "baseline_top3_through_an_hnsw_index": {
                 "recall_at_3": round(sum(hnsw_hits) / len(hnsw_hits), 4),
                 "same_top3_as_exact_rate": round(sum(agree) / len(agree), 4),
+                "queries_returning_fewer_than_3_rows": sum(n < 3 for n in returned_rows),
                 "latency_ms_p50": percentile(hnsw_ms, 50), "latency_ms_p95": percentile(hnsw_ms, 95),
             },
             "plan_of_recall_statement": recall_plan,
-            "plan_of_plain_top_k": chosen_plan,
-            "plan_of_plain_top_k_hnsw_forced": hnsw_plan,
+            "plan_of_plain_top_k_with_an_hnsw_index": hnsw_plan,
             "targets": {"recall_at_3": 0.9, "superseded_recalled_rate": 0.0, "latency_ms_p50": 10.0},
             "note": "2-core machine shared with other work; timings include asyncpg round trips on loopback",
         }

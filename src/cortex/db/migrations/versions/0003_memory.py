@@ -46,8 +46,6 @@ def upgrade() -> None:
     op.execute("ALTER TABLE memory_facts SET (toast_tuple_target = 8160)")
     op.create_index("ix_memory_facts_customer", "memory_facts", ["company_id", "customer_id"], unique=False)
     op.create_index(op.f("ix_memory_facts_agent_id"), "memory_facts", ["agent_id"], unique=False)
-    op.create_index("ix_memory_facts_embedding", "memory_facts", ["embedding"], unique=False,
-                    postgresql_using="hnsw", postgresql_ops={"embedding": "halfvec_cosine_ops"})
     op.create_table(
         "memory_audit_log",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -69,7 +67,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_memory_audit_log_customer_ref"), table_name="memory_audit_log")
     op.drop_index(op.f("ix_memory_audit_log_company_id"), table_name="memory_audit_log")
     op.drop_table("memory_audit_log")
-    op.drop_index("ix_memory_facts_embedding", table_name="memory_facts")
     op.drop_index(op.f("ix_memory_facts_agent_id"), table_name="memory_facts")
     op.drop_index("ix_memory_facts_customer", table_name="memory_facts")
     op.drop_table("memory_facts")
