@@ -74,6 +74,9 @@ def test_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         database_url=database_url, redis_url=None, data_dir=data_dir, upload_dir=data_dir / "uploads",
         secret_key="test-secret-" + "x" * 40, allow_private_webhooks=True, preload_embeddings=False,
         rate_limit_per_minute=100_000,
+        # Background fact extraction would take scripted replies meant for other tests' chats; the
+        # memory tests turn it on for themselves.
+        memory_extraction=False,
     )
 
 

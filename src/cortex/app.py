@@ -25,13 +25,15 @@ from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
 from cortex.llm.gateway import LLMGateway, count_tokens
+from cortex.memory.component import MemoryComponent
+from cortex.memory.endpoints import memory_router
 from cortex.observability.endpoints import metrics_router
 from cortex.observability.logs import configure_logging
 from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMiddleware
 from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
 from cortex.observability.telemetry import Telemetry
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import PIPELINE
+from cortex.pipeline.ports import MEMORY, PIPELINE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -49,6 +51,7 @@ ROUTERS = [
     chat_router,
     conversations_router,
     metrics_router,
+    memory_router,
 ]
 
 
@@ -94,6 +97,7 @@ def wire_components(runtime: Runtime) -> None:
     """
     runtime.components[PIPELINE] = ChatPipeline(runtime)
     runtime.components[RATE_LIMITER] = RateLimiter.from_settings(runtime.settings)
+    runtime.components[MEMORY] = MemoryComponent(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

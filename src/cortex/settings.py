@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout_seconds: float = 60.0
     llm_max_retries: int = 1
+    # Automatic extraction of customer facts after each reply (needs a model; off without one).
+    memory_extraction: bool = True
 
     @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
                      "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -205,4 +206,60 @@ class Message(Base):
     llm_latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- customer memory (issue 5) -------------------------------------------------------------------------
+
+MEMORY_EMBEDDING_DIMENSIONS = 384  # minilm: facts are always embedded with the default offline model
+
+
+class MemoryFact(TimestampMixin, Base):
+    """A durable fact about one customer of one company, optionally scoped to one agent."""
+
+    __tablename__ = "memory_facts"
+    __table_args__ = (
+        # Every read filters by company and customer, and recall scans that customer's rows exactly.
+        # No HNSW index on purpose: filtered by customer it returned 2 of 12 rows, and the exact scan of
+        # 1,000 facts takes a few milliseconds (bench/memory_recall.py measures both).
+        Index("ix_memory_facts_customer", "company_id", "customer_id"),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    fact: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(16), default="general")
+    confidence: Mapped[float] = mapped_column(Float, default=1.0)
+    # What the fact is about ("home_address") and its value, when extraction named them: a new value
+    # for the same subject supersedes the old fact.
+    subject: Mapped[str | None] = mapped_column(String(120))
+    value: Mapped[str | None] = mapped_column(Text)
+    # Half precision: ranking is unchanged at this size, and a row with both vectors stays small
+    # enough to be read inline (no TOAST fetch per row when recall scans a customer's facts).
+    embedding: Mapped[Any] = mapped_column(HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
+    # The subject's words ("home address") embedded alone: follow-up questions name the attribute they
+    # are about far more often than its value, so recall also matches on this.
+    subject_embedding: Mapped[Any | None] = mapped_column(HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
+    source: Mapped[str] = mapped_column(String(64), default="manual")
+    source_message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # No foreign key: deleting the newer fact must not bring a contradicted one back.
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MemoryAuditRecord(Base):
+    """Who forgot which customer, when, and how much was deleted; never the deleted content."""
+
+    __tablename__ = "memory_audit_log"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company_fk()
+    action: Mapped[str] = mapped_column(String(32))
+    # SHA-256 of the company's customer id: proves which customer was forgotten to whoever knows the id,
+    # without keeping the identifier itself.
+    customer_ref: Mapped[str] = mapped_column(String(64), index=True)
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    actor_name: Mapped[str | None] = mapped_column(String(100))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

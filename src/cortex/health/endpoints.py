@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from cortex import __version__
 from cortex.health.checks import check_litellm, check_postgres, check_redis
 from cortex.kit.deps import RuntimeDep
+from cortex.memory.component import extraction_status
 
 health_router = APIRouter(tags=["health"])
 
@@ -22,6 +23,7 @@ async def health_detailed(runtime: RuntimeDep) -> dict[str, Any]:
     postgres, redis, litellm = await asyncio.gather(
         check_postgres(runtime), check_redis(runtime), check_litellm(runtime)
     )
-    checks = {"postgres": postgres, "redis": redis, "litellm": litellm}
+    checks = {"postgres": postgres, "redis": redis, "litellm": litellm,
+              "memory_extraction": extraction_status(runtime.settings)}
     degraded = any(value.startswith("error") for value in checks.values())
     return {"status": "degraded" if degraded else "ok", "version": __version__, "checks": checks}

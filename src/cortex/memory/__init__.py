@@ -1,0 +1,1 @@
+"""Customer memory: durable facts about a company's customers, extracted, deduplicated and recalled."""

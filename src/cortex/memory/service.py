@@ -1,0 +1,91 @@
+"""The memory API's business rules: the customer's memory view, manual saves, deletes, forgetting."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cortex.auth.deps import ApiPrincipal
+from cortex.db.models import Agent, ApiKey, MemoryAuditRecord
+from cortex.kit.errors import NotFound
+from cortex.kit.runtime import Runtime
+from cortex.memory import repository
+from cortex.memory.repository import NewFact
+from cortex.memory.schemas import (
+    CustomerForgotten,
+    FactDeleted,
+    FactPublic,
+    FactSave,
+    FactSaved,
+    KnowledgeSnippet,
+    MemoryPublic,
+)
+from cortex.pipeline.cache_check import cache_port
+
+# The API's memory view lists at most this many facts.
+MAX_LISTED_FACTS = 100
+
+
+def customer_ref(company_id: uuid.UUID, customer_id: str) -> str:
+    return hashlib.sha256(f"{company_id}:{customer_id}".encode()).hexdigest()
+
+
+async def memory_view(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str,
+                      query: str | None) -> MemoryPublic:
+    vector = await runtime.embedder.embed_query(query) if query else None
+    facts = await repository.list_facts(session, company_id=company_id, customer_id=customer_id,
+                                        query_vector=vector, query=query, limit=MAX_LISTED_FACTS)
+    documents = await repository.customer_documents(session, company_id, customer_id)
+    return MemoryPublic(
+        customer_id=customer_id, company_id=company_id,
+        fact_count=await repository.count_active(session, company_id, customer_id),
+        knowledge_doc_count=len(documents), kb_entry_count=0,
+        facts=[FactPublic(id=f.id, fact=f.fact, category=f.category, confidence=f.confidence) for f in facts],
+        knowledge_snippets=[KnowledgeSnippet(source_id=d.id, name=d.name, description=d.description,
+                                             source_type=d.source_type, status=d.status) for d in documents],
+        kb_entries=[],
+    )
+
+
+async def save_fact(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str,
+                    data: FactSave) -> FactSaved:
+    if data.agent_id is not None:
+        agent = await session.scalar(select(Agent.id).where(Agent.id == data.agent_id, Agent.company_id == company_id))
+        if agent is None:
+            raise NotFound("agent not found")
+    vector = (await runtime.embedder.embed([data.fact.strip()]))[0]
+    await repository.lock_customer(session, company_id, customer_id)
+    outcome = await repository.store_fact(session, company_id=company_id, customer_id=customer_id, new=NewFact(
+        fact=data.fact.strip(), category=data.category, confidence=data.confidence, embedding=vector,
+        source=data.source, agent_id=data.agent_id))
+    return FactSaved(customer_id=customer_id, fact_id=outcome.fact_id, saved=outcome.action == "created")
+
+
+async def delete_fact(session: AsyncSession, company_id: uuid.UUID, fact_id: uuid.UUID) -> FactDeleted:
+    row = await repository.get_fact(session, company_id, fact_id)
+    if row is None:
+        raise NotFound("fact not found")
+    await repository.delete_fact(session, row)
+    return FactDeleted(fact_id=fact_id, deleted=True)
+
+
+async def forget_customer(session: AsyncSession, runtime: Runtime, principal: ApiPrincipal,
+                          customer_id: str) -> CustomerForgotten:
+    company_id = principal.company_id
+    await repository.lock_customer(session, company_id, customer_id)
+    counts = await repository.forget(session, company_id, customer_id)
+    cached = await cache_port(runtime).forget_customer(company_id=company_id, customer_id=customer_id)
+    actor_name = await session.scalar(select(ApiKey.name).where(ApiKey.id == principal.key_id))
+    record = MemoryAuditRecord(
+        company_id=company_id, action="forget_customer", customer_ref=customer_ref(company_id, customer_id),
+        actor_key_id=principal.key_id, actor_name=actor_name,
+        counts={"facts": counts.facts, "messages": counts.messages, "conversations": counts.conversations,
+                "cache_entries": cached})
+    session.add(record)
+    await session.flush()
+    return CustomerForgotten(customer_id=customer_id, company_id=company_id, facts_deleted=counts.facts,
+                             messages_deleted=counts.messages, conversations_deleted=counts.conversations,
+                             cache_entries_deleted=cached, audit_id=record.id)
