@@ -13,6 +13,8 @@ from cortex import __version__
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.agents.endpoints import actions_router, agents_router
 from cortex.auth.endpoints import keys_router, portal_router
+from cortex.cache.endpoints import cache_router
+from cortex.cache.service import SemanticCache
 from cortex.conversations.endpoints import conversations_router
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
@@ -26,7 +28,7 @@ from cortex.kit.runtime import Runtime
 from cortex.knowledge.endpoints import sources_router
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import PIPELINE
+from cortex.pipeline.ports import PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -43,6 +45,7 @@ ROUTERS = [
     customers_router,
     chat_router,
     conversations_router,
+    cache_router,
 ]
 
 
@@ -85,6 +88,7 @@ def wire_components(runtime: Runtime) -> None:
     The pipeline comes first so that it is closed last.
     """
     runtime.components[PIPELINE] = ChatPipeline(runtime)
+    runtime.components[SEMANTIC_CACHE] = SemanticCache(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
