@@ -35,7 +35,8 @@ async def _settle(runtime: Runtime) -> None:
 
 async def _entries(runtime: Runtime, agent_id: str) -> list[SemanticCacheEntry]:
     async with runtime.database.session() as session:
-        rows = await session.scalars(select(SemanticCacheEntry).where(SemanticCacheEntry.agent_id == uuid.UUID(agent_id)))
+        rows = await session.scalars(select(SemanticCacheEntry)
+                                     .where(SemanticCacheEntry.agent_id == uuid.UUID(agent_id)))
         return list(rows)
 
 
@@ -233,7 +234,8 @@ async def test_warm_flush_and_stats(client: httpx.AsyncClient, tenant: Tenant, o
     response = await _warm(client, company, agent["id"], pairs)
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "completed", "pairs_stored": 3, "pairs_errored": 1, "pairs_total": 4}
-    assert (await _ask(client, company, runtime, agent["id"], "do you ship abroad?"))["reply"] == "Yes, to 40 countries."
+    hit = await _ask(client, company, runtime, agent["id"], "do you ship abroad?")
+    assert hit["reply"] == "Yes, to 40 countries."
     await _ask(client, company, runtime, agent["id"], "Can I pay in cash?")
     stats = await client.get("/v1/cache/stats", headers=company.headers)
     assert stats.status_code == 200

@@ -22,12 +22,12 @@ from cortex.pipeline.ports import HistoryTurn
 _TOKEN = re.compile(r"[\w]+(?:[-./:@'\u2019][\w]+)*", re.UNICODE)
 
 _NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    # "one" is left out: "one can", "in one go", "which one" are not quantities.
+    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13",
     "fourteen": "14", "fifteen": "15", "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50",
-    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
-    "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th", "half": "1/2",
-    "twice": "x2", "once": "x1", "single": "1", "double": "x2", "triple": "x3", "dozen": "12",
+    "million": "1000000", "billion": "1000000000", "third": "3rd", "fourth": "4th", "fifth": "5th",
+    "half": "1/2", "twice": "x2", "double": "x2", "triple": "x3",
 }
 _DATE_WORDS = {
     "today", "tonight", "tomorrow", "yesterday", "weekend", "weekday", "morning", "afternoon", "evening",
@@ -44,17 +44,17 @@ _NEGATIONS = {"not", "no", "never", "nothing", "none", "nobody", "nowhere", "nei
               "without", "unable", "can't", "cant", "won't", "wont", "don't", "dont", "doesn't", "doesnt",
               "didn't", "didnt", "isn't", "isnt", "aren't", "arent", "wasn't", "wasnt", "weren't", "werent",
               "haven't", "havent", "hasn't", "hasnt", "hadn't", "hadnt", "shouldn't", "shouldnt",
-              "wouldn't", "wouldnt", "couldn't", "couldnt", "mustn't", "mustnt", "failed", "fail", "fails"}
-# Pairs of words that point in opposite directions: a question with one is not the other's question.
+              "wouldn't", "wouldnt", "couldn't", "couldnt", "mustn't", "mustnt", "absence", "lack", "lacks"}
+# Words that point in opposite directions, by stem: a question about one is not the other's question.
 _OPPOSITES = [
-    ("activate", "deactivate"), ("enable", "disable"), ("lock", "unlock"), ("block", "unblock"),
-    ("freeze", "unfreeze"), ("subscribe", "unsubscribe"), ("add", "remove"), ("open", "close"),
-    ("deposit", "withdraw"), ("deposit", "withdrawal"), ("buy", "sell"), ("send", "receive"),
-    ("sent", "received"), ("incoming", "outgoing"), ("increase", "decrease"), ("upgrade", "downgrade"),
-    ("before", "after"), ("maximum", "minimum"), ("max", "min"), ("import", "export"), ("login", "logout"),
-    ("credit", "debit"), ("in", "out"), ("up", "down"), ("more", "less"), ("earliest", "latest"),
-    ("domestic", "international"), ("physical", "virtual"), ("refund", "charge"), ("pay", "refund"),
+    ("activat", "deactivat"), ("enabl", "disabl"), ("lock", "unlock"), ("block", "unblock"),
+    ("freez", "unfreez"), ("subscrib", "unsubscrib"), ("deposit", "withdraw"), ("buy", "sell"),
+    ("send", "receiv"), ("incoming", "outgoing"), ("increas", "decreas"),
+    ("upgrad", "downgrad"), ("maximum", "minimum"), ("import", "export"), ("login", "logout"),
+    ("credit", "debit"), ("earliest", "latest"), ("domestic", "international"), ("physical", "virtual"),
 ]
+_STEM_ALIASES = {"sent": "send"}
+_STEMS = sorted({stem for pair in _OPPOSITES for stem in pair}, key=len, reverse=True)
 _OPPOSITE_OF: dict[str, set[str]] = {}
 for _a, _b in _OPPOSITES:
     _OPPOSITE_OF.setdefault(_a, set()).add(_b)
@@ -77,6 +77,9 @@ _REFERRING = {"it", "its", "it's", "that", "this", "these", "those", "they", "th
               "another", "more"}
 
 
+_NEGATION_BASE = {"can't": "can", "cant": "can", "cannot": "can", "won't": "will", "wont": "will"}
+
+
 def normalize(text: str) -> str:
     """Case-, width- and punctuation-insensitive form used for the exact match; keeps every word."""
     folded = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
@@ -96,6 +99,40 @@ class Features:
     names: frozenset[str]
     negated: bool
     words: frozenset[str]
+    # The words with negations removed or undone ("can't" -> "can"), to see whether negation is all that differs.
+    affirmative: frozenset[str]
+    directions: frozenset[str]
+
+
+def _is_negation(word: str) -> bool:
+    return word in _NEGATIONS or word.endswith("n't") or word.startswith("non-")
+
+
+def _affirmative(words: Sequence[str]) -> frozenset[str]:
+    kept = set()
+    for word in words:
+        if word in _NEGATION_BASE:
+            kept.add(_NEGATION_BASE[word])
+        elif word.endswith("n't"):
+            kept.add(word[:-3])
+        elif word.startswith("non-"):
+            kept.add(word[4:])
+        elif word not in _NEGATIONS:
+            kept.add(word)
+    return frozenset(kept)
+
+
+def _directions(words: Sequence[str]) -> frozenset[str]:
+    found = set()
+    for word in words:
+        if word in _STEM_ALIASES:
+            found.add(_STEM_ALIASES[word])
+            continue
+        for stem in _STEMS:
+            if word.startswith(stem):
+                found.add(stem)
+                break
+    return frozenset(found)
 
 
 def _numbers(words: Sequence[str]) -> frozenset[str]:
@@ -121,6 +158,8 @@ def _names(text: str) -> frozenset[str]:
     """Capitalised words that do not start a sentence: people, places, products, brands."""
     found: set[str] = set()
     sentence_start = True
+    letters = [ch for ch in text if ch.isalpha()]
+    shouting = bool(letters) and sum(ch.isupper() for ch in letters) > len(letters) / 2
     for match in re.finditer(r"[^\W\d_][\w'\u2019-]*|[.!?]+", text):
         word = match.group(0)
         if word[0] in ".!?":
@@ -128,7 +167,8 @@ def _names(text: str) -> frozenset[str]:
             continue
         if not sentence_start and word[0].isupper() and not word.isupper() and word.casefold() not in _NOT_NAMES:
             found.add(word.casefold())
-        elif not sentence_start and word.isupper() and len(word) > 1 and word.casefold() not in _NOT_NAMES:
+        elif not sentence_start and not shouting and word.isupper() and len(word) > 1 \
+                and word.casefold() not in _NOT_NAMES:
             found.add(word.casefold())  # acronyms: product codes, places
         sentence_start = False
     return frozenset(found)
@@ -138,7 +178,8 @@ def _names(text: str) -> frozenset[str]:
 def features(text: str) -> Features:
     words = tokens(text)
     return Features(numbers=_numbers(words), dates=_dates(words), names=_names(text),
-                    negated=any(w in _NEGATIONS or w.endswith("n't") for w in words), words=frozenset(words))
+                    negated=any(_is_negation(w) for w in words), words=frozenset(words),
+                    affirmative=_affirmative(words), directions=_directions(words))
 
 
 @dataclass(frozen=True)
@@ -160,22 +201,41 @@ ALL_GUARDS = GuardSet()
 
 
 def conflict(query: str, candidate: str, guards: GuardSet = ALL_GUARDS) -> str | None:
-    """The first detail in which the two questions differ, or None when the candidate may answer."""
+    """The first detail in which the two questions differ, or None when the candidate may answer.
+
+    Numbers and dates are compared one way: an entry that names one the query lacks was about something
+    specific (another order, last week's transfer) and is refused; a query more specific than a general
+    entry ("can I send 5000 euros?" against "can I send money?") may take the general answer.
+    """
     a, b = features(query), features(candidate)
-    if guards.numbers and a.numbers != b.numbers:
+    if guards.numbers and b.numbers - a.numbers:
         return "numbers"
-    if guards.dates and a.dates != b.dates:
+    if guards.dates and b.dates - a.dates:
         return "dates"
-    # A name is a difference only when the other question lacks the word entirely (casing varies).
-    if guards.names and ((a.names - b.words) or (b.names - a.words)):
+    # A name differs only when each question has one the other lacks (a substitution: "Sarah" for "John");
+    # a paraphrase may drop or add a name, and writes some names differently ("Hugging Face", "Huggingface").
+    if guards.names and _unmatched(a.names, b.words) and _unmatched(b.names, a.words):
         return "names"
-    if guards.negation and a.negated != b.negated:
+    # Negation flips the question only when it is what differs: "I can log in" / "I can't log in". A
+    # complaint phrased with "not" ("my card has not arrived") is not the opposite of "where is my card".
+    if guards.negation and a.negated != b.negated and _overlap(a.affirmative, b.affirmative) >= 0.6:
         return "negation"
     if guards.opposites:
-        for word in a.words - b.words:
-            if _OPPOSITE_OF.get(word, set()) & (b.words - a.words):
+        only_a, only_b = a.directions - b.directions, b.directions - a.directions
+        for stem in only_a:
+            if _OPPOSITE_OF[stem] & only_b:
                 return "opposites"
     return None
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def _unmatched(names: frozenset[str], words: frozenset[str]) -> set[str]:
+    bare = {word.replace("'", "") for word in words}
+    return {name for name in names if name.replace("'", "") not in bare
+            and not any(len(word) >= 3 and (name in word or word in name) for word in bare)}
 
 
 def depends_on_history(message: str, history: Sequence[HistoryTurn]) -> bool:

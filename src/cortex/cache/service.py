@@ -19,7 +19,7 @@ from difflib import SequenceMatcher
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from cortex.agents.schemas import AgentConfig
@@ -39,7 +39,9 @@ EMBEDDING_MODEL = "minilm"  # the model memory and knowledge embed the customer 
 # threshold whose held-out precision reaches 0.97 with the guards and the disagreement rule on.
 DEFAULT_THRESHOLD = 0.80
 # Another guard-passing neighbour with a different answer this close to the best one makes the hit ambiguous.
-DISAGREEMENT_MARGIN = 0.05
+DISAGREEMENT_MARGIN = 0.08
+# The share of the close neighbours' votes an answer needs to be served.
+VOTE_SHARE = 0.7
 TOP_K = 8
 # Answers this similar (as text) count as the same answer: an LLM words one reply in several ways.
 SAME_ANSWER_RATIO = 0.6
@@ -56,6 +58,7 @@ class Tuning:
     threshold: float | None = None  # None: the agent's own, else DEFAULT_THRESHOLD
     guards: GuardSet = ALL_GUARDS
     disagreement_margin: float | None = DISAGREEMENT_MARGIN  # None: no disagreement rule
+    vote_share: float = VOTE_SHARE
     exact_first: bool = True
 
 
@@ -91,8 +94,10 @@ class SemanticCache:
 
     available = True
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, hot_index: bool = True) -> None:
         self.runtime = runtime
+        # False: every lookup asks PostgreSQL's HNSW index (the benchmark compares both).
+        self.hot_index = hot_index
         self._scopes: OrderedDict[ScopeKey, ScopeIndex] = OrderedDict()
         self._locks: dict[ScopeKey, asyncio.Lock] = {}
         self.background = BackgroundTasks()
@@ -173,46 +178,88 @@ class SemanticCache:
             return Decision(None, "never_cache")
         if guards.depends_on_history(message, history):
             return Decision(None, "depends_on_history")
-        normalized = normalize(message)
-        if not normalized:
+        if not normalize(message):
             return Decision(None, "empty")
-        index = await self._index(self.scope_of(agent))
-        moment = now()
-        if tuning.exact_first:
-            exact = index.exact_match(normalized, moment)
-            if exact is not None:
-                return Decision(self._hit(exact), "exact", [exact])
-        if len(index) == 0:
-            return Decision(None, "below_threshold")
-        if vector is None:
-            vector = await self.runtime.embedder.embed_query(message, EMBEDDING_MODEL)
-        candidates = index.nearest(vector, TOP_K, moment)
+        exact, candidates = await self.candidates(agent, message, vector, exact_first=tuning.exact_first)
+        if exact is not None:
+            return Decision(self._hit(exact), "exact", [exact])
         threshold = tuning.threshold or policy.similarity_threshold or DEFAULT_THRESHOLD
         return self.choose(message, candidates, threshold, tuning)
 
+    async def candidates(self, agent: AgentConfig, message: str, vector: np.ndarray | None = None, *,
+                         exact_first: bool = True) -> tuple[Candidate | None, list[Candidate]]:
+        """The exact match on normalised text if any (then nothing is embedded), else the nearest entries."""
+        normalized, scope = normalize(message), self.scope_of(agent)
+        if not self.hot_index:
+            return await self._database_candidates(scope, message, normalized, vector, exact_first)
+        index = await self._index(scope)
+        moment = now()
+        if exact_first:
+            exact = index.exact_match(normalized, moment)
+            if exact is not None:
+                return exact, []
+        if len(index) == 0:
+            return None, []
+        if vector is None:
+            vector = await self.runtime.embedder.embed_query(message, EMBEDDING_MODEL)
+        return None, index.nearest(vector, TOP_K, moment)
+
+    async def _database_candidates(self, scope: ScopeKey, message: str, normalized: str,
+                                   vector: np.ndarray | None, exact_first: bool,
+                                   ) -> tuple[Candidate | None, list[Candidate]]:
+        entry = SemanticCacheEntry
+        live = or_(entry.expires_at.is_(None), entry.expires_at > func.now())
+        columns = (entry.id, entry.question, entry.answer, entry.origin)
+        async with self.runtime.database.session() as session:
+            if exact_first:
+                row = (await session.execute(
+                    select(*columns).where(_scope_filter(scope), live, entry.normalized_question == normalized)
+                    .order_by(entry.origin.desc()).limit(1))).first()  # "warmed" sorts before "generated"
+                if row is not None:
+                    return Candidate(row.id, row.question, row.answer, row.origin, 1.0), []
+            if vector is None:
+                vector = await self.runtime.embedder.embed_query(message, EMBEDDING_MODEL)
+            # pgvector >= 0.8: keep scanning the HNSW graph until enough rows pass the scope filter.
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            distance = entry.embedding.cosine_distance(vector)
+            rows = (await session.execute(select(*columns, distance.label("distance"))
+                                          .where(_scope_filter(scope), live).order_by(distance).limit(TOP_K))).all()
+        found = [Candidate(r.id, r.question, r.answer, r.origin, 1.0 - float(r.distance)) for r in rows]
+        return None, sorted(found, key=lambda c: -c.similarity)
+
     def choose(self, message: str, candidates: list[Candidate], threshold: float, tuning: Tuning) -> Decision:
-        """The best candidate above the threshold that no guard rejects, unless a close neighbour disagrees."""
-        reason = "below_threshold"
-        chosen: Candidate | None = None
-        passing: list[Candidate] = []
-        for candidate in candidates:
-            kind = guards.conflict(message, candidate.question, tuning.guards)
-            if kind is not None:
-                if chosen is None and candidate.similarity >= threshold and reason == "below_threshold":
-                    reason = f"guard:{kind}"
-                continue
-            passing.append(candidate)
-            if chosen is None and candidate.similarity >= threshold:
-                chosen = candidate
-        if chosen is None:
-            return Decision(None, reason, candidates)
+        """Decide from the nearest entries (best first).
+
+        The neighbours within `disagreement_margin` of the nearest one, less those a guard sets apart
+        (other orders, other dates: other questions), vote for their answers with their similarity. The
+        answer holding at least `vote_share` of the votes is served from its nearest entry, if that entry
+        is above the threshold; otherwise the neighbours disagree and the lookup misses. With one entry
+        per answer (generated replies), any close neighbour with another answer is a disagreement.
+        """
+        if not candidates or candidates[0].similarity < threshold:
+            return Decision(None, "below_threshold", candidates)
+        # The nearest entry must pass the guards: when one rejects it, the next one down is no safer.
+        kind = guards.conflict(message, candidates[0].question, tuning.guards)
+        if kind is not None:
+            return Decision(None, f"guard:{kind}", candidates)
         margin = tuning.disagreement_margin
-        if margin is not None:
-            for other in passing:
-                if other is chosen or other.similarity < chosen.similarity - margin:
-                    continue
-                if not same_answer(other.answer, chosen.answer):
-                    return Decision(None, "neighbours_disagree", candidates)
+        if margin is None:
+            return Decision(self._hit(candidates[0]), "semantic", candidates)
+        floor = candidates[0].similarity - margin
+        window = [candidates[0]] + [c for c in candidates[1:] if c.similarity >= floor
+                                    and guards.conflict(message, c.question, tuning.guards) is None]
+        groups: list[list[Candidate]] = []
+        for candidate in window:
+            group = next((g for g in groups if same_answer(g[0].answer, candidate.answer)), None)
+            if group is None:
+                groups.append([candidate])
+            else:
+                group.append(candidate)
+        weight = [sum(c.similarity for c in group) for group in groups]
+        best = max(range(len(groups)), key=weight.__getitem__)
+        chosen = groups[best][0]
+        if weight[best] < tuning.vote_share * sum(weight) or chosen.similarity < threshold:
+            return Decision(None, "neighbours_disagree", candidates)
         return Decision(self._hit(chosen), "semantic", candidates)
 
     @staticmethod
@@ -304,27 +351,35 @@ class SemanticCache:
                           "seq": func.nextval(func.pg_get_serial_sequence("semantic_cache_entries", "seq"))},
                 ))
 
-    async def warm(self, agent: AgentConfig, pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
-        """Stores company-written pairs; returns (stored, errored). A repeated question keeps its last answer."""
-        usable: dict[str, tuple[str, str]] = {}
+    async def warm(self, agent: AgentConfig, pairs: Sequence[tuple[str, str]],
+                   vectors: np.ndarray | None = None) -> tuple[int, int]:
+        """Stores company-written pairs; returns (stored, errored). A repeated question keeps its last answer.
+
+        `vectors` (one per pair, from the minilm model) spares embedding again what the caller already has.
+        """
+        usable: dict[str, tuple[str, str, int]] = {}
         errored = 0
-        for question, answer in pairs:
+        for position, (question, answer) in enumerate(pairs):
             normalized = normalize(question)
             if not normalized or not answer.strip():
                 errored += 1
                 continue
-            usable[normalized] = (question, answer)
+            usable.pop(normalized, None)  # the last answer wins, in the last position
+            usable[normalized] = (question, answer, position)
         stored = len(pairs) - errored
         if not usable:
             return 0, errored
         items = list(usable.items())
-        vectors = await self.runtime.embedder.embed([question for _, (question, _) in items], EMBEDDING_MODEL)
+        if vectors is None:
+            embedded = await self.runtime.embedder.embed([q for _, (q, _, _) in items], EMBEDDING_MODEL)
+        else:
+            embedded = np.asarray(vectors, dtype=np.float32)[[position for _, (_, _, position) in items]]
         rows = [{
             "company_id": agent.company_id, "agent_id": agent.id, "origin": WARMED,
             "config_version": agent.config_version, "knowledge_version": 0, "question": question,
             "normalized_question": normalized, "answer": answer, "embedding": vector, "customer_id": None,
             "conversation_id": None, "reply_message_id": None, "expires_at": None, "metadata_": {},
-        } for (normalized, (question, answer)), vector in zip(items, vectors, strict=True)]
+        } for (normalized, (question, answer, _)), vector in zip(items, embedded, strict=True)]
         await self._upsert(rows)
         await self._changed([agent.id], deleted=False)
         return stored, errored
