@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from cortex.agents.service import build_config
 from cortex.cache.service import DEFAULT_THRESHOLD, SemanticCache
@@ -342,3 +343,26 @@ async def test_store_rules_on_the_component(runtime: Runtime, client: httpx.Asyn
         count = await session.scalar(select(func.count()).select_from(SemanticCacheEntry)
                                      .where(SemanticCacheEntry.agent_id == config.id))
     assert count == 1
+
+
+async def test_the_database_index_decides_like_the_in_process_one_and_expired_entries_are_gone(
+        runtime: Runtime, client: httpx.AsyncClient, tenant: Tenant) -> None:
+    agent = await create_agent(client, tenant)
+    async with runtime.database.session() as session:
+        config = await build_config(session, tenant.company_id, uuid.UUID(agent["id"]))
+    hot, database = _cache(runtime), SemanticCache(runtime, hot_index=False)
+    await hot.warm(config, [("Where is order ORD-1234?", "It left yesterday."),
+                            ("Do you ship abroad?", "Yes, to 40 countries.")])
+    for component in (hot, database):
+        exact = await component.decide(agent=config, message="do you ship abroad")
+        assert exact.reason == "exact" and exact.hit is not None and exact.hit.answer == "Yes, to 40 countries."
+        near = await component.decide(agent=config, message="Do you ship your products abroad?")
+        assert near.reason == "semantic" and near.hit is not None
+        guarded = await component.decide(agent=config, message="Where is order ORD-5678?")
+        assert guarded.hit is None and guarded.reason == "guard:numbers"
+    async with runtime.database.session() as session:
+        await session.execute(update(SemanticCacheEntry).where(SemanticCacheEntry.agent_id == config.id)
+                              .values(expires_at=func.now() - timedelta(seconds=1)))
+    # A worker loading the scope now (and the database path) no longer sees them.
+    for component in (SemanticCache(runtime), database):
+        assert (await component.decide(agent=config, message="do you ship abroad")).hit is None

@@ -48,6 +48,7 @@ TOP_K = 8
 SAME_ANSWER_RATIO = 0.6
 WARMED, GENERATED = "warmed", "generated"
 MAX_HOT_SCOPES = 512
+MAX_HOT_ROWS = 250_000  # about 370 MB of float32 MiniLM vectors
 # Long messages are not asked twice, and the unique index on the question has a size limit.
 MAX_QUESTION_CHARS = 1000
 
@@ -143,7 +144,9 @@ class SemanticCache:
             index.add_version, index.del_version = add_version, del_version
             self._scopes[key] = index
             self._scopes.move_to_end(key)
-            while len(self._scopes) > MAX_HOT_SCOPES:
+            # Least recently used scopes go first; a worker's copies stay within a bounded memory.
+            while len(self._scopes) > 1 and (len(self._scopes) > MAX_HOT_SCOPES or
+                                             sum(len(i) for i in self._scopes.values()) > MAX_HOT_ROWS):
                 self._scopes.popitem(last=False)
             return index
 
