@@ -48,6 +48,7 @@ TOP_K = 8
 SAME_ANSWER_RATIO = 0.6
 WARMED, GENERATED = "warmed", "generated"
 MAX_HOT_SCOPES = 512
+HIT_FLUSH_SECONDS = 1.0
 MAX_HOT_ROWS = 250_000  # about 370 MB of float32 MiniLM vectors
 # Long messages are not asked twice, and the unique index on the question has a size limit.
 MAX_QUESTION_CHARS = 1000
@@ -103,6 +104,8 @@ class SemanticCache:
         self._scopes: OrderedDict[ScopeKey, ScopeIndex] = OrderedDict()
         self._locks: dict[ScopeKey, asyncio.Lock] = {}
         self.background = BackgroundTasks()
+        self._pending_hits: dict[uuid.UUID, int] = {}
+        self._flushing = False
 
     async def aclose(self) -> None:
         await self.background.drain()
@@ -279,11 +282,26 @@ class SemanticCache:
         hit = decision.hit
         await self.runtime.cache.incr(self._stats_key(agent.company_id, "hits" if hit else "misses"))
         if hit is not None:
-            async with self.runtime.database.session() as session:
-                await session.execute(update(SemanticCacheEntry)
-                                      .where(SemanticCacheEntry.id == hit.entry_id,
-                                             SemanticCacheEntry.company_id == agent.company_id)
-                                      .values(hit_count=SemanticCacheEntry.hit_count + 1, last_hit_at=func.now()))
+            # A popular entry would see one UPDATE of the same row per hit; hits are summed and written
+            # together, once per HIT_FLUSH_SECONDS.
+            self._pending_hits[hit.entry_id] = self._pending_hits.get(hit.entry_id, 0) + 1
+            if not self._flushing:
+                self._flushing = True
+                self.background.spawn(self._flush_hits(), name="cache-hit-counts")
+
+    async def _flush_hits(self) -> None:
+        try:
+            await asyncio.sleep(HIT_FLUSH_SECONDS)
+        finally:
+            pending, self._pending_hits, self._flushing = self._pending_hits, {}, False
+        if not pending:
+            return
+        entry = SemanticCacheEntry
+        async with self.runtime.database.session() as session:
+            for count in set(pending.values()):
+                ids = [entry_id for entry_id, n in pending.items() if n == count]
+                await session.execute(update(entry).where(entry.id.in_(ids))
+                                      .values(hit_count=entry.hit_count + count, last_hit_at=func.now()))
 
     # --- storing --------------------------------------------------------------------------------
 
