@@ -13,6 +13,8 @@ from cortex import __version__
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.agents.endpoints import actions_router, agents_router
 from cortex.auth.endpoints import keys_router, portal_router
+from cortex.cache.endpoints import cache_router
+from cortex.cache.service import SemanticCache
 from cortex.conversations.endpoints import conversations_router
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
@@ -33,7 +35,7 @@ from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMi
 from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
 from cortex.observability.telemetry import Telemetry
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import MEMORY, PIPELINE
+from cortex.pipeline.ports import MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -52,6 +54,7 @@ ROUTERS = [
     conversations_router,
     metrics_router,
     memory_router,
+    cache_router,
 ]
 
 
@@ -98,6 +101,7 @@ def wire_components(runtime: Runtime) -> None:
     runtime.components[PIPELINE] = ChatPipeline(runtime)
     runtime.components[RATE_LIMITER] = RateLimiter.from_settings(runtime.settings)
     runtime.components[MEMORY] = MemoryComponent(runtime)
+    runtime.components[SEMANTIC_CACHE] = SemanticCache(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

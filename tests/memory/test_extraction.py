@@ -15,6 +15,9 @@ from tests.memory.conftest import fact, facts_reply, view
 from tests.scripted_llm import Reply, ScriptedLLM
 from tests.support import Tenant, chat, create_agent
 
+# These tests repeat messages: a semantic cache hit skips post actions, extraction included.
+NO_CACHE = {"cache": {"enabled": False}}
+
 
 async def _turn(client: httpx.AsyncClient, tenant: Tenant, agent_id: str, memory: MemoryComponent, message: str,
                 extraction_reply: Reply, customer_id: str, llm: ScriptedLLM) -> None:
@@ -35,7 +38,7 @@ async def _facts(runtime: Runtime, tenant: Tenant, customer_id: str) -> list[Mem
 async def test_valid_facts_are_stored_with_their_source(client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime,
                                                         llm: ScriptedLLM, memory: MemoryComponent,
                                                         extraction: None) -> None:
-    agent = await create_agent(client, tenant)
+    agent = await create_agent(client, tenant, settings=NO_CACHE)
     before = memory.stats.copy()
     await _turn(client, tenant, agent["id"], memory, "Please answer in Arabic from now on. My order is ORD-1234.",
                 facts_reply(fact("The customer prefers Arabic.", "preferred_language", "Arabic", "preference"),
@@ -60,7 +63,7 @@ async def test_valid_facts_are_stored_with_their_source(client: httpx.AsyncClien
 async def test_invalid_or_empty_output_is_counted_never_stored(client: httpx.AsyncClient, tenant: Tenant,
                                                                runtime: Runtime, llm: ScriptedLLM,
                                                                memory: MemoryComponent, extraction: None) -> None:
-    agent = await create_agent(client, tenant)
+    agent = await create_agent(client, tenant, settings=NO_CACHE)
     before = memory.stats.copy()
     outputs = [Reply(text="{not json at all"), Reply(text=""), Reply(text='["a list", "not an object"]'),
                Reply(text='{"facts": [{"fact": "Likes cats.", "category": "gossip", "confidence": 0.9, '
@@ -83,7 +86,7 @@ async def test_invalid_or_empty_output_is_counted_never_stored(client: httpx.Asy
 async def test_a_contradiction_supersedes_and_is_never_recalled(client: httpx.AsyncClient, tenant: Tenant,
                                                                 runtime: Runtime, llm: ScriptedLLM,
                                                                 memory: MemoryComponent, extraction: None) -> None:
-    agent = await create_agent(client, tenant)
+    agent = await create_agent(client, tenant, settings=NO_CACHE)
     await _turn(client, tenant, agent["id"], memory, "I live at 12 Palm Street, Jeddah.",
                 facts_reply(fact("The customer's home address is 12 Palm Street, Jeddah.", "home_address",
                                  "12 Palm Street, Jeddah")), "cust-move", llm)
@@ -103,7 +106,7 @@ async def test_a_contradiction_supersedes_and_is_never_recalled(client: httpx.As
 async def test_a_near_duplicate_confirms_instead_of_duplicating(client: httpx.AsyncClient, tenant: Tenant,
                                                                 runtime: Runtime, llm: ScriptedLLM,
                                                                 memory: MemoryComponent, extraction: None) -> None:
-    agent = await create_agent(client, tenant)
+    agent = await create_agent(client, tenant, settings=NO_CACHE)
     await _turn(client, tenant, agent["id"], memory, "I'm allergic to peanuts.",
                 facts_reply(fact("The customer is allergic to peanuts.", "allergy_peanuts", "allergic",
                                  "context", 0.7)), "cust-nd", llm)
@@ -124,7 +127,7 @@ async def test_a_near_duplicate_confirms_instead_of_duplicating(client: httpx.As
 async def test_without_a_model_extraction_is_off_and_health_says_so(client: httpx.AsyncClient, tenant: Tenant,
                                                                     runtime: Runtime, memory: MemoryComponent,
                                                                     extraction: None) -> None:
-    agent = await create_agent(client, tenant, settings={"offline_fallback": True})
+    agent = await create_agent(client, tenant, settings={"offline_fallback": True, **NO_CACHE})
     before = memory.stats["no_model"]
     response = await chat(client, tenant, agent["id"], "My name is Omar and I prefer Arabic.", customer_id="cust-nm")
     assert response.status_code == 200, response.text

@@ -8,10 +8,11 @@ import uuid
 import httpx
 from sqlalchemy import func, select
 
-from cortex.db.models import Conversation, MemoryAuditRecord, MemoryFact, Message
+from cortex.db.models import Conversation, MemoryAuditRecord, MemoryFact, Message, SemanticCacheEntry
 from cortex.kit.runtime import Runtime
 from cortex.memory.component import MemoryComponent
 from cortex.memory.service import customer_ref
+from cortex.pipeline.ports import PIPELINE
 from tests.memory.conftest import fact, facts_reply, save, view
 from tests.scripted_llm import Reply, ScriptedLLM
 from tests.support import Tenant, chat, create_agent
@@ -120,11 +121,13 @@ async def test_forget_customer_deletes_facts_messages_and_leaves_an_audit_record
         assert row is not None
         row.superseded_by = uuid.uuid4()
 
+    await runtime.components[PIPELINE].background.drain()  # the cache stores replies in the background
     response = await client.delete(f"/v1/memory/cust-f?company_id={tenant.company_id}", headers=tenant.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["facts_deleted"] == 2 and body["messages_deleted"] == 4 and body["conversations_deleted"] == 2
-    assert body["cache_entries_deleted"] == 0 and body["customer_id"] == "cust-f"
+    # Both replies to cust-f were cacheable, so the semantic cache held two entries generated from them.
+    assert body["cache_entries_deleted"] == 2 and body["customer_id"] == "cust-f"
 
     async with runtime.database.session() as session:
         async def count(model: type, company_id: uuid.UUID, customer_id: str) -> int:
@@ -132,14 +135,14 @@ async def test_forget_customer_deletes_facts_messages_and_leaves_an_audit_record
                 model.company_id == company_id, model.customer_id == customer_id))  # type: ignore[attr-defined]
             return int(total or 0)
 
-        for model in (MemoryFact, Message, Conversation):
+        for model in (MemoryFact, Message, Conversation, SemanticCacheEntry):
             assert await count(model, tenant.company_id, "cust-f") == 0
             assert await count(model, tenant.company_id, "cust-keep") > 0
             assert await count(model, other_tenant.company_id, "cust-f") > 0
         record = await session.get(MemoryAuditRecord, uuid.UUID(body["audit_id"]))
     assert record is not None and record.company_id == tenant.company_id and record.action == "forget_customer"
     assert record.actor_name == "test" and record.actor_key_id is not None and record.created_at is not None
-    assert record.counts == {"facts": 2, "messages": 4, "conversations": 2, "cache_entries": 0}
+    assert record.counts == {"facts": 2, "messages": 4, "conversations": 2, "cache_entries": 2}
     assert record.customer_ref == customer_ref(tenant.company_id, "cust-f")
     stored = repr({column.key: getattr(record, column.key) for column in MemoryAuditRecord.__table__.columns})
     for secret in ("cust-f", "4242", "sara@example.com", "Sea Road"):

@@ -46,7 +46,7 @@ async def test_text_reply_has_the_exact_contract_and_is_stored(client: httpx.Asy
     timings = body["step_timings"]
     for step in ("config_load", "memory_recall", "token_optimizer", "model_router", "agent_compiler"):
         assert timings[step] > 0, step
-    # No knowledge or cache component in this build of the test runtime: they did not run.
+    # No tool was called: the tool steps did not run.
     for step in ("tool_call_rounds", "tool_execution"):
         assert timings[step] == 0
     system = llm.requests[-1]["messages"][0]

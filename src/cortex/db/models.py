@@ -7,12 +7,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pgvector.sqlalchemy import HALFVEC
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -262,4 +264,46 @@ class MemoryAuditRecord(Base):
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     actor_name: Mapped[str | None] = mapped_column(String(100))
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- semantic cache (issue 6) --------------------------------------------------------------------------
+
+class SemanticCacheEntry(Base):
+    """A question and the answer given to it, reachable only from the same company, agent and versions.
+
+    Generated entries carry the agent's config and knowledge versions of the turn that produced them;
+    warmed ones carry the config version and knowledge_version 0, so they survive a knowledge change.
+    """
+
+    __tablename__ = "semantic_cache_entries"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "origin", "config_version", "knowledge_version", "normalized_question",
+                         name="uq_semantic_cache_scope_question"),
+        Index("ix_semantic_cache_company", "company_id"),
+        Index("ix_semantic_cache_scope", "agent_id", "config_version", "knowledge_version", "seq"),
+        Index("ix_semantic_cache_customer", "company_id", "customer_id"),
+        Index("ix_semantic_cache_embedding_hnsw", "embedding", postgresql_using="hnsw",
+              postgresql_ops={"embedding": "vector_cosine_ops"}),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    # Insertion order, so that a worker's in-process index can fetch only what was added since.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False))
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(16))  # generated | warmed
+    config_version: Mapped[int] = mapped_column(Integer)
+    knowledge_version: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    normalized_question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[Any] = mapped_column(Vector(384))
+    # The customer whose turn produced a generated entry (right to be forgotten); None when warmed.
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    reply_message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    hit_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_hit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

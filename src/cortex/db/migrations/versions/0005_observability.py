@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_observability"
-down_revision: str | Sequence[str] | None = "0003_memory"
+down_revision: str | Sequence[str] | None = "0004_semantic_cache"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
