@@ -23,10 +23,11 @@ from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
-from cortex.knowledge.endpoints import sources_router
+from cortex.knowledge.endpoints import jobs_router, knowledge_router, sources_router
+from cortex.knowledge.service import KnowledgeComponent
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import PIPELINE
+from cortex.pipeline.ports import KNOWLEDGE, PIPELINE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -40,6 +41,8 @@ ROUTERS = [
     agents_router,
     actions_router,
     sources_router,
+    knowledge_router,
+    jobs_router,
     customers_router,
     chat_router,
     conversations_router,
@@ -85,6 +88,7 @@ def wire_components(runtime: Runtime) -> None:
     The pipeline comes first so that it is closed last.
     """
     runtime.components[PIPELINE] = ChatPipeline(runtime)
+    runtime.components[KNOWLEDGE] = KnowledgeComponent(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
