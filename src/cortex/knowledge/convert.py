@@ -10,7 +10,8 @@ from urllib.parse import urljoin
 
 import httpx
 from bs4 import BeautifulSoup
-from markitdown import MarkItDown, StreamInfo
+from markitdown import DocumentConverter, MarkItDown, StreamInfo
+from markitdown.converters import DocxConverter, PdfConverter, PptxConverter, XlsxConverter
 
 from cortex.kit.url_guard import BlockedUrl, check_url
 
@@ -18,6 +19,16 @@ from cortex.kit.url_guard import BlockedUrl, check_url
 SUPPORTED_EXTENSIONS = {".pdf", ".docx", ".pptx", ".xlsx", ".html", ".htm", ".csv", ".md", ".markdown", ".txt"}
 _NOISE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg")
 _MAX_REDIRECTS = 5
+# Binary formats go to their own converter: MarkItDown's generic path would fall back to reading a
+# corrupt PDF as plain text and index the garbage.
+_STRICT_EXTENSIONS: dict[str, type[DocumentConverter]] = {
+    ".pdf": PdfConverter, ".docx": DocxConverter, ".pptx": PptxConverter, ".xlsx": XlsxConverter}
+_STRICT_MIMETYPES = {
+    "application/pdf": ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+}
 
 
 class ConversionFailed(Exception):
@@ -38,9 +49,23 @@ def _markitdown() -> MarkItDown:
     return MarkItDown(enable_plugins=False)
 
 
+def _strict(stream: io.BufferedIOBase | io.BytesIO, extension: str, name: str) -> str:
+    converter = _STRICT_EXTENSIONS[extension]()
+    return converter.convert(stream, StreamInfo(extension=extension, filename=name)).markdown
+
+
 def convert_file_sync(path: Path) -> Converted:
+    extension = path.suffix.lower()
     try:
+        if extension in _STRICT_EXTENSIONS:
+            with path.open("rb") as stream:
+                markdown = _strict(stream, extension, path.name)
+            if not markdown.strip():
+                raise ConversionFailed(f"{path.name} holds no extractable text")
+            return Converted(markdown)
         result = _markitdown().convert_local(str(path))
+    except ConversionFailed:
+        raise
     except Exception as exc:  # MarkItDown raises many types (its own, pdfminer's, zipfile's)
         raise ConversionFailed(f"could not convert {path.name}: {type(exc).__name__}: {exc}") from exc
     if not result.markdown.strip():
@@ -69,9 +94,16 @@ def convert_bytes_sync(data: bytes, *, content_type: str, url: str) -> Converted
             html, title = _main_html(data.decode(charset or "utf-8", errors="replace"))
             result = _markitdown().convert_stream(io.BytesIO(html.encode()),
                                                   stream_info=StreamInfo(extension=".html", charset="utf-8"))
+        elif mimetype in _STRICT_MIMETYPES:
+            markdown = _strict(io.BytesIO(data), _STRICT_MIMETYPES[mimetype], url)
+            if not markdown.strip():
+                raise ConversionFailed("the document holds no extractable text")
+            return Converted(markdown)
         else:
             result = _markitdown().convert_stream(io.BytesIO(data), stream_info=StreamInfo(
                 mimetype=mimetype or None, charset=charset, url=url))
+    except ConversionFailed:
+        raise
     except Exception as exc:
         raise ConversionFailed(f"could not convert the page: {type(exc).__name__}: {exc}") from exc
     if not result.markdown.strip():
