@@ -6,6 +6,7 @@ import asyncio
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin
 
 import httpx
@@ -49,7 +50,7 @@ def _markitdown() -> MarkItDown:
     return MarkItDown(enable_plugins=False)
 
 
-def _strict(stream: io.BufferedIOBase | io.BytesIO, extension: str, name: str) -> str:
+def _strict(stream: BinaryIO, extension: str, name: str) -> str:
     converter = _STRICT_EXTENSIONS[extension]()
     return converter.convert(stream, StreamInfo(extension=extension, filename=name)).markdown
 

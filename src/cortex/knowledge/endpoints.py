@@ -42,8 +42,10 @@ sources_router = APIRouter(prefix="/v1/knowledge/sources", tags=["knowledge"])
 knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["knowledge"])
 
-_FAILED: dict[int | str, dict[str, Any]] = {500: {"description": "Conversion or embedding failed; the body says why (status 'failed')."},
-           202: {"model": JobAccepted, "description": "Accepted as a background job."}}
+_FAILED: dict[int | str, dict[str, Any]] = {
+    500: {"description": "Conversion or embedding failed; the body says why (status 'failed')."},
+    202: {"model": JobAccepted, "description": "Accepted as a background job."},
+}
 
 
 @sources_router.post("", response_model=KnowledgeSourcePublic, status_code=status.HTTP_201_CREATED)
