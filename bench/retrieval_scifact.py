@@ -237,6 +237,10 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
         "lexical_english_only": replace(pool, simple_weight=0.0),
         "lexical_simple_only": replace(pool, english_weight=0.0),
         "lexical_ts_rank_cd": replace(pool, rank_function="ts_rank_cd"),
+        "lexical_all_words_required": replace(pool, query_operator="and"),
+        "lexical_idf": replace(pool, rank_function="idf"),
+        "lexical_idf_no_title_weight": replace(pool, rank_function="idf", lexical_weights=(0.1, 0.2, 0.4, 0.4)),
+        "lexical_idf_english_only": replace(pool, rank_function="idf", simple_weight=0.0),
     }
     dense: dict[str, list[ScoredChunk]] = {}
     lexical: dict[str, dict[str, list[ScoredChunk]]] = defaultdict(dict)
@@ -257,8 +261,8 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
             started = time.perf_counter()
             lexical[name][qid] = await retriever.search(company_id=company_id, source_ids=[source_id],
                                                         query=query, top_k=POOL, mode="lexical", tuning=tuning)
-            if name == "lexical_default":
-                latency["lexical"].append((time.perf_counter() - started) * 1000)
+            if name in ("lexical_default", "lexical_idf"):
+                latency[name].append((time.perf_counter() - started) * 1000)
         if n % 100 == 0:
             log(f"  queries {n}/{len(qids)}")
 
@@ -277,16 +281,20 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
         "lexical": {name: evaluate({q: to_documents(v[q]) for q in qids}, qrels) for name, v in lexical.items()},
         "dense": evaluate({q: to_documents(dense[q]) for q in qids}, qrels),
     }
-    lex = lexical["lexical_default"]
     fusion: dict[str, Any] = {}
-    for aggregate_first in (False, True):
-        tag = "docs_then_fuse" if aggregate_first else "fuse_then_docs"
-        fusion[f"rrf_plain_{tag}"] = evaluate(fused(lex, "rrf", 0.5, aggregate_first), qrels)
-        for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
-            fusion[f"rrf_dense{alpha}_{tag}"] = evaluate(fused(lex, "rrf", alpha, aggregate_first), qrels)
-            fusion[f"minmax_dense{alpha}_{tag}"] = evaluate(fused(lex, "weighted", alpha, aggregate_first), qrels)
-    for name in ("lexical_no_title_weight", "lexical_english_only", "lexical_simple_only", "lexical_ts_rank_cd"):
-        fusion[f"rrf_plain_fuse_then_docs_with_{name}"] = evaluate(fused(lexical[name], "rrf", 0.5, False), qrels)
+    best_lexical = max(variants, key=lambda name: levers["lexical"][name]["ndcg@10"])
+    for name in variants:
+        lex = lexical[name]
+        fusion[f"rrf_plain_fuse_then_docs|{name}"] = evaluate(fused(lex, "rrf", 0.5, False), qrels)
+        if name not in ("lexical_default", best_lexical):
+            continue
+        for aggregate_first in (False, True):
+            tag = "docs_then_fuse" if aggregate_first else "fuse_then_docs"
+            fusion[f"rrf_plain_{tag}|{name}"] = evaluate(fused(lex, "rrf", 0.5, aggregate_first), qrels)
+            for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
+                fusion[f"rrf_dense{alpha}_{tag}|{name}"] = evaluate(fused(lex, "rrf", alpha, aggregate_first), qrels)
+                fusion[f"minmax_dense{alpha}_{tag}|{name}"] = evaluate(
+                    fused(lex, "weighted", alpha, aggregate_first), qrels)
     best = max(fusion.items(), key=lambda item: item[1]["ndcg@10"])
     return {
         "lexical_only": levers["lexical"]["lexical_default"],

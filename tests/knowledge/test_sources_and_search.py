@@ -352,3 +352,27 @@ async def test_cli_ingest_with_progress(client: httpx.AsyncClient, tenant: Tenan
     assert recorded.status_code == 200 and recorded.json()["status"] == "completed"
     missing = await asyncio.to_thread(cli, str(uuid.uuid4()))
     assert missing.returncode == 2 and "no knowledge source" in missing.stderr
+
+
+async def test_every_lexical_ranking_finds_english_and_arabic(client: httpx.AsyncClient, tenant: Tenant,
+                                                              runtime: Runtime) -> None:
+    from dataclasses import replace
+
+    from cortex.knowledge.service import KnowledgeComponent
+    from cortex.pipeline.ports import KNOWLEDGE
+
+    source = await make_source(client, tenant)
+    markdown = ("# Returns\n\nThe Zephyr blender may be returned within thirty days.\n\n"
+                "# الشحن\n\nنشحن الطلبات إلى جميع مدن المملكة خلال يومين.\n\n"
+                "# Shipping\n\nThe parcels of the shop travel with the post.")
+    await ingest_file(client, tenant, source["id"], upload(runtime, "mixed.md", markdown.encode()))
+    component = runtime.components[KNOWLEDGE]
+    assert isinstance(component, KnowledgeComponent)
+    for rank_function in ("ts_rank", "ts_rank_cd", "idf"):
+        tuning = replace(component.retriever.tuning, rank_function=rank_function)
+        for query, expected in (("can the blender be returned?", "thirty days"), ("متى تشحنون الطلبات", "يومين"),
+                                ("it's the (shop) & post's \\ 'parcels'", "post")):
+            hits = await component.retriever.search(
+                company_id=tenant.company_id, source_ids=[uuid.UUID(source["id"])], query=query, top_k=1,
+                mode="lexical", tuning=tuning)
+            assert hits and expected in hits[0].text, (rank_function, query, hits)

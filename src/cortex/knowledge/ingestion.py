@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete, select, text, update
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # Texts per embedder call: large enough for the model's own batching (64) to stay full, small enough
 # that progress moves and the next batch is embedded while this one is written.
 EMBED_GROUP = 256
+STALE_BUILD = timedelta(hours=12)
 
 
 class IngestionFailed(Exception):
@@ -95,6 +96,10 @@ async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
         await session.execute(delete(KnowledgeChunkSet).where(
             KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.id != set_id,
             KnowledgeChunkSet.status == "active"))
+        # Sets left half-built by a worker that died mid-ingestion.
+        await session.execute(delete(KnowledgeChunkSet).where(
+            KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.status == "building",
+            KnowledgeChunkSet.created_at < datetime.now(UTC) - STALE_BUILD))
         await session.execute(update(KnowledgeChunkSet).where(KnowledgeChunkSet.id == set_id).values(
             status="active", chunk_count=chunk_count, activated_at=datetime.now(UTC)))
         source.status = "ready"

@@ -44,7 +44,9 @@ class RetrievalTuning:
     candidates: int = 50
     # ts_rank weights for {D, C, B, A}: headings are weight A, body text B.
     lexical_weights: tuple[float, float, float, float] = (0.1, 0.2, 0.4, 1.0)
-    rank_function: Literal["ts_rank", "ts_rank_cd"] = "ts_rank"
+    # "idf": BM25-like, each query lexeme's ts_rank weighted by its inverse document frequency among
+    # the searched chunks (so common words, which 'simple' keeps, count for little).
+    rank_function: Literal["ts_rank", "ts_rank_cd", "idf"] = "ts_rank"
     # ts_rank normalisation flags (1: divide by 1 + log(length)).
     rank_normalization: int = 1
     # The English configuration (stemming, stop words) and the language-neutral one ('simple', which
@@ -52,6 +54,9 @@ class RetrievalTuning:
     english_weight: float = 1.0
     simple_weight: float = 1.0
     hnsw_ef_search: int = 100
+    # Query handling for full-text search: any word may match ("or"), or all must ("and", websearch's
+    # default, which long customer messages rarely satisfy).
+    query_operator: Literal["or", "and"] = "or"
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,11 @@ class ScoredChunk:
         return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score)
 
 
-def query_words(query: str) -> str:
+def query_words(query: str, operator: str = "or") -> str:
     """The query as OR-ed words for websearch_to_tsquery: a long customer message must not need every
     word to match, and websearch syntax (quotes, '-') in customer text must not become operators."""
     words = [w for w in _WORD.findall(query) if w.lower() != "or"][:_MAX_QUERY_WORDS]
-    return " or ".join(words)
+    return (" or " if operator == "or" else " ").join(words)
 
 
 def _vector_literal(vector: np.ndarray) -> str:
@@ -189,9 +194,11 @@ class KnowledgeRetriever:
 
     async def _lexical(self, session: AsyncSession, query: str, set_ids: list[uuid.UUID], limit: int,
                        tuning: RetrievalTuning) -> list[ScoredChunk]:
-        words = query_words(query)
+        words = query_words(query, tuning.query_operator)
         if not words:
             return []
+        if tuning.rank_function == "idf":
+            return await self._lexical_idf(session, query, set_ids, limit, tuning)
         rank = "ts_rank_cd" if tuning.rank_function == "ts_rank_cd" else "ts_rank"
         weights = "'{" + ",".join(f"{w:g}" for w in tuning.lexical_weights) + "}'::float4[]"
         statement = text(
@@ -205,5 +212,30 @@ class KnowledgeRetriever:
         ).bindparams(bindparam("set_ids", type_=ARRAY(UUID(as_uuid=True))))
         result = await session.execute(statement, {
             "words": words, "we": tuning.english_weight, "ws": tuning.simple_weight,
+            "norm": tuning.rank_normalization, "set_ids": set_ids, "limit": limit})
+        return _rows(result, lambda r: r.score)
+
+    async def _lexical_idf(self, session: AsyncSession, query: str, set_ids: list[uuid.UUID], limit: int,
+                           tuning: RetrievalTuning) -> list[ScoredChunk]:
+        weights = "'{" + ",".join(f"{w:g}" for w in tuning.lexical_weights) + "}'::float4[]"
+        parts = []
+        for config, column, weight in (("english", "tsv_english", "we"), ("simple", "tsv_simple", "ws")):
+            # One single-lexeme query per distinct query lexeme (plainto_tsquery never raises on odd text).
+            parts.append(
+                f"SELECT c.id, :{weight} * ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) "
+                f"* ts_rank({weights}, c.{column}, t.q, :norm) AS part "
+                f"FROM (SELECT q, (SELECT count(*) FROM knowledge_chunks d WHERE d.set_id = ANY(:set_ids) "
+                f"AND d.{column} @@ q) AS df FROM (SELECT DISTINCT plainto_tsquery('simple', lexeme) AS q "
+                f"FROM unnest(to_tsvector('{config}', :query))) AS l) AS t, n, knowledge_chunks c "
+                f"WHERE c.set_id = ANY(:set_ids) AND c.{column} @@ t.q")
+        statement = text(
+            "WITH n AS (SELECT count(*)::float8 AS n FROM knowledge_chunks WHERE set_id = ANY(:set_ids)), "
+            f"parts AS ({parts[0]} UNION ALL {parts[1]}), "
+            "top AS (SELECT id, sum(part) AS score FROM parts GROUP BY id ORDER BY score DESC LIMIT :limit) "
+            "SELECT c.id, c.source_id, c.document_ref, c.text, c.heading_path, top.score "
+            "FROM top JOIN knowledge_chunks c ON c.id = top.id ORDER BY top.score DESC"
+        ).bindparams(bindparam("set_ids", type_=ARRAY(UUID(as_uuid=True))))
+        result = await session.execute(statement, {
+            "query": query[:4_000], "we": tuning.english_weight, "ws": tuning.simple_weight,
             "norm": tuning.rank_normalization, "set_ids": set_ids, "limit": limit})
         return _rows(result, lambda r: r.score)
