@@ -214,9 +214,9 @@ async def test_reembed_switches_models_without_mixed_results(
     failed = await client.post("/v1/knowledge/reembed", headers=tenant.headers,
                                json={"source_id": source["id"], "embedding_model": "openai"})
     assert failed.status_code == 500 and failed.json()["status"] == "failed" and failed.json()["error"]
-    after = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty", top_k=50,
-                                                  mode="lexical")}
-    assert after <= new
+    # With the provider down, retrieval falls back to full-text search over the same (new) set.
+    after = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty again", top_k=50)}
+    assert after and after <= new
 
 
 async def test_chat_retrieves_for_the_right_agent_only(client: httpx.AsyncClient, tenant: Tenant,

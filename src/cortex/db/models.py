@@ -231,6 +231,11 @@ class KnowledgeChunkSet(Base):
 
 class KnowledgeChunk(Base):
     __tablename__ = "knowledge_chunks"
+    # The per-model partial HNSW indexes are expression indexes created in migration 0002_knowledge.
+    __table_args__ = (
+        Index("ix_knowledge_chunks_tsv_simple", "tsv_simple", postgresql_using="gin"),
+        Index("ix_knowledge_chunks_tsv_english", "tsv_english", postgresql_using="gin"),
+    )
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
     source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)

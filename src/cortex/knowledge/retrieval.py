@@ -8,6 +8,7 @@ compares against chunks of that model (vectors of different models never meet).
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections import defaultdict
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cortex.db.models import KnowledgeChunkSet
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.ports import KnowledgeChunk
+
+logger = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "dense", "lexical"]
 # Model name → dimensions of its partial HNSW index (migration 0002_knowledge). Names are inlined in
@@ -140,11 +143,11 @@ class KnowledgeRetriever:
         if not source_ids or not query.strip() or top_k <= 0:
             return []
         candidates = max(tuning.candidates, top_k)
-        vectors: dict[str, np.ndarray] = {}
+        vectors: dict[str, np.ndarray | None] = {}
         if mode != "lexical":
             # Embedded before the transaction opens, so no connection is held while the model runs.
             for model in await self._live_models(company_id, source_ids):
-                vectors[model] = await self.runtime.embedder.embed_query(query, model)
+                vectors[model] = await self._embed_query(query, model)
         async with self.runtime.database.session() as session:
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             live = (await session.execute(select(KnowledgeChunkSet.id, KnowledgeChunkSet.embedding_model).where(
@@ -159,9 +162,11 @@ class KnowledgeRetriever:
                     by_model[model].append(set_id)
                 dense: list[ScoredChunk] = []
                 for model, set_ids in by_model.items():
-                    vector = vectors.get(model)
-                    if vector is None:  # a set with another model went live since the lookup above
-                        vector = await self.runtime.embedder.embed_query(query, model)
+                    if model not in vectors:  # a set with another model went live since the lookup above
+                        vectors[model] = await self._embed_query(query, model)
+                    vector = vectors[model]
+                    if vector is None:
+                        continue
                     dense.extend(await self._dense(session, model, vector, set_ids, candidates, tuning))
                 dense.sort(key=lambda c: -c.score)
                 lists.append((dense[:candidates], tuning.dense_weight))
@@ -172,6 +177,16 @@ class KnowledgeRetriever:
             return lists[0][0][:top_k]
         fused = rrf(lists, tuning.rrf_k) if tuning.fusion == "rrf" else weighted(lists)
         return fused[:top_k]
+
+    async def _embed_query(self, query: str, model: str) -> np.ndarray | None:
+        """None when the model cannot embed right now (a hosted provider down): the chunks of that model
+        are then found by full-text search alone rather than failing the customer's chat."""
+        try:
+            return await self.runtime.embedder.embed_query(query, model)
+        except Exception as exc:  # LiteLLM and sentence-transformers raise many types
+            logger.warning("query embedding failed; lexical only", extra={"model": model,
+                                                                         "error": type(exc).__name__})
+            return None
 
     async def _dense(self, session: AsyncSession, model: str, vector: np.ndarray, set_ids: list[uuid.UUID],
                      limit: int, tuning: RetrievalTuning) -> list[ScoredChunk]:
