@@ -217,6 +217,8 @@ async def main() -> None:
     parser.add_argument("--docs", type=int, default=None, help="ingest only N documents (judged ones first)")
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--baseline-sample", type=int, default=1000)
+    parser.add_argument("--variants", default="lexical_default,lexical_no_title_weight,lexical_idf,"
+                        "lexical_idf_no_title_weight", help="full-text variants to measure (comma-separated; 'all')")
     parser.add_argument("--throughput-docs", type=int, default=120,
                         help="documents for the interleaved ingestion-vs-plain-encode measurement (0: skip)")
     parser.add_argument("--home", type=Path, default=None,
@@ -247,7 +249,7 @@ async def main() -> None:
                 if args.home:
                     marker.write_text(json.dumps({"company_id": str(company_id), "source_id": str(source_id),
                                                   "ingestion": ingestion, "baseline": baseline}))
-            result = await run_queries(runtime, company_id, source_id, queries, qids, qrels)
+            result = await run_queries(runtime, company_id, source_id, queries, qids, qrels, args.variants)
             if args.throughput_docs:
                 result["throughput_interleaved"] = await interleaved_throughput(runtime, company_id, corpus,
                                                                                 args.throughput_docs)
@@ -267,7 +269,7 @@ async def main() -> None:
 
 
 async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, queries: dict[str, str],
-                      qids: list[str], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
+                      qids: list[str], qrels: dict[str, dict[str, int]], chosen: str) -> dict[str, Any]:
     retriever = KnowledgeRetriever(runtime)
     default = retriever.tuning
     pool = replace(default, candidates=POOL)
@@ -282,6 +284,9 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
         "lexical_idf_no_title_weight": replace(pool, rank_function="idf", lexical_weights=(0.1, 0.2, 0.4, 0.4)),
         "lexical_idf_english_only": replace(pool, rank_function="idf", simple_weight=0.0),
     }
+    if chosen != "all":
+        names = {"lexical_default", *chosen.split(",")}
+        variants = {name: tuning for name, tuning in variants.items() if name in names}
     dense: dict[str, list[ScoredChunk]] = {}
     lexical: dict[str, dict[str, list[ScoredChunk]]] = defaultdict(dict)
     latency: dict[str, list[float]] = defaultdict(list)
@@ -303,7 +308,7 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
                                                         query=query, top_k=POOL, mode="lexical", tuning=tuning)
             if name in ("lexical_default", "lexical_idf"):
                 latency[name].append((time.perf_counter() - started) * 1000)
-        if n % 100 == 0:
+        if n % 25 == 0:
             log(f"  queries {n}/{len(qids)}")
 
     def fused(lex: dict[str, list[ScoredChunk]], how: str, alpha: float, aggregate_first: bool,

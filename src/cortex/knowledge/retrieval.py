@@ -233,18 +233,23 @@ class KnowledgeRetriever:
     async def _lexical_idf(self, session: AsyncSession, query: str, set_ids: list[uuid.UUID], limit: int,
                            tuning: RetrievalTuning) -> list[ScoredChunk]:
         weights = "'{" + ",".join(f"{w:g}" for w in tuning.lexical_weights) + "}'::float4[]"
-        parts = []
-        for config, column, weight in (("english", "tsv_english", "we"), ("simple", "tsv_simple", "ws")):
-            # One single-lexeme query per distinct query lexeme (plainto_tsquery never raises on odd text).
+        # One single-lexeme query per distinct query lexeme (plainto_tsquery never raises on odd text),
+        # its document frequency counted once (materialised), then each chunk's sum over the lexemes it
+        # holds of idf * ts_rank: BM25's shape with ts_rank as the term-frequency saturation.
+        terms, parts = [], []
+        for tag, config, column, weight in (("e", "english", "tsv_english", "we"), ("s", "simple", "tsv_simple", "ws")):
+            terms.append(
+                f"SELECT '{tag}' AS cfg, l.q, (SELECT count(*) FROM knowledge_chunks d WHERE d.set_id = ANY(:set_ids) "
+                f"AND d.{column} @@ l.q) AS df FROM (SELECT DISTINCT plainto_tsquery('simple', lexeme) AS q "
+                f"FROM unnest(to_tsvector('{config}', :query))) AS l")
             parts.append(
                 f"SELECT c.id, :{weight} * ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) "
-                f"* ts_rank({weights}, c.{column}, t.q, :norm) AS part "
-                f"FROM (SELECT q, (SELECT count(*) FROM knowledge_chunks d WHERE d.set_id = ANY(:set_ids) "
-                f"AND d.{column} @@ q) AS df FROM (SELECT DISTINCT plainto_tsquery('simple', lexeme) AS q "
-                f"FROM unnest(to_tsvector('{config}', :query))) AS l) AS t, n, knowledge_chunks c "
-                f"WHERE c.set_id = ANY(:set_ids) AND c.{column} @@ t.q")
+                f"* ts_rank({weights}, c.{column}, t.q, :norm) AS part FROM terms t CROSS JOIN n "
+                f"JOIN LATERAL (SELECT c.id, c.{column} FROM knowledge_chunks c WHERE c.{column} @@ t.q "
+                f"AND c.set_id = ANY(:set_ids)) c ON true WHERE t.cfg = '{tag}'")
         statement = text(
-            "WITH n AS (SELECT count(*)::float8 AS n FROM knowledge_chunks WHERE set_id = ANY(:set_ids)), "
+            "WITH n AS MATERIALIZED (SELECT count(*)::float8 AS n FROM knowledge_chunks WHERE set_id = ANY(:set_ids)), "
+            f"terms AS MATERIALIZED ({terms[0]} UNION ALL {terms[1]}), "
             f"parts AS ({parts[0]} UNION ALL {parts[1]}), "
             "top AS (SELECT id, sum(part) AS score FROM parts GROUP BY id ORDER BY score DESC LIMIT :limit) "
             "SELECT c.id, c.source_id, c.document_ref, c.text, c.heading_path, top.score "
