@@ -61,6 +61,10 @@ class ScriptedLLM:
     def __init__(self, script: Script = echo) -> None:
         self.script = script
         self.requests: list[dict[str, Any]] = []
+        # Embeddings: deterministic hashed bag-of-words vectors; status/delay let tests break or slow them.
+        self.embedding_requests: list[dict[str, Any]] = []
+        self.embedding_status = 200
+        self.embedding_delay_seconds = 0.0
         self.port = _free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,6 +111,22 @@ class ScriptedLLM:
                       "total_tokens": prompt_tokens + completion_tokens},
         })
 
+    async def _embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        if self.embedding_delay_seconds:
+            await asyncio.sleep(self.embedding_delay_seconds)
+        if self.embedding_status != 200:
+            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+                                status_code=self.embedding_status)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = int(body.get("dimensions") or 1536)
+        data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(str(t), dims)}
+                for i, t in enumerate(texts)]
+        tokens = sum(len(str(t).split()) for t in texts)
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model", "scripted"),
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
@@ -115,6 +135,7 @@ class ScriptedLLM:
             Route("/v1/chat/completions", self._completions, methods=["POST"]),
             Route("/chat/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
         ])
 
     def start(self) -> ScriptedLLM:
@@ -134,6 +155,19 @@ class ScriptedLLM:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def hashed_embedding(text: str, dims: int) -> list[float]:
+    """A bag of lower-cased words hashed into `dims` buckets, unit length: texts sharing words are close."""
+    import hashlib
+    import math
+    import re
+
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.blake2b(word.encode(), digest_size=8).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def _rough_tokens(body: dict[str, Any]) -> int:

@@ -25,7 +25,8 @@ from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
-from cortex.knowledge.endpoints import sources_router
+from cortex.knowledge.endpoints import jobs_router, knowledge_router, sources_router
+from cortex.knowledge.service import KnowledgeComponent
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.memory.component import MemoryComponent
 from cortex.memory.endpoints import memory_router
@@ -35,7 +36,7 @@ from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMi
 from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
 from cortex.observability.telemetry import Telemetry
 from cortex.pipeline.endpoints import chat_router
-from cortex.pipeline.ports import MEMORY, PIPELINE, SEMANTIC_CACHE
+from cortex.pipeline.ports import KNOWLEDGE, MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
 from cortex.settings import Settings
 
@@ -49,6 +50,8 @@ ROUTERS = [
     agents_router,
     actions_router,
     sources_router,
+    knowledge_router,
+    jobs_router,
     customers_router,
     chat_router,
     conversations_router,
@@ -102,6 +105,7 @@ def wire_components(runtime: Runtime) -> None:
     runtime.components[RATE_LIMITER] = RateLimiter.from_settings(runtime.settings)
     runtime.components[MEMORY] = MemoryComponent(runtime)
     runtime.components[SEMANTIC_CACHE] = SemanticCache(runtime)
+    runtime.components[KNOWLEDGE] = KnowledgeComponent(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

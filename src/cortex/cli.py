@@ -1,4 +1,4 @@
-"""The `cortex` command: serve, demo, keys, users, db."""
+"""The `cortex` command: serve, demo, keys, users, db, ingest."""
 
 from __future__ import annotations
 
@@ -177,6 +177,72 @@ def users_create(company: Annotated[str, typer.Option(help="Company name (create
     except Conflict as exc:
         err.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(1) from exc
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to ingest.")],
+    source_id: Annotated[uuid.UUID, typer.Option("--source-id", help="Knowledge source to fill.")],
+    embedding_model: Annotated[str | None, typer.Option(help="minilm, bge-m3, openai or cohere.")] = None,
+    user_id: Annotated[str | None, typer.Option(help="Recorded on the job as its author.")] = None,
+) -> None:
+    """Ingest a file into a knowledge source (replacing its chunks), with a progress bar; the job is
+    recorded like an API job (GET /v1/jobs/{job_id}). Prints the result as JSON."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cortex.app import build_runtime, close_runtime
+    from cortex.kit.errors import CortexError
+    from cortex.knowledge import jobs
+    from cortex.knowledge.service import Accepted, KnowledgeComponent
+    from cortex.pipeline.ports import KNOWLEDGE
+
+    async def run() -> dict[str, Any]:
+        runtime = await build_runtime(Settings())
+        try:
+            component = runtime.components[KNOWLEDGE]
+            assert isinstance(component, KnowledgeComponent)
+            source = await _find_source(runtime, source_id)
+            company_id = source.company_id
+            accepted = await component.ingest_path(
+                company_id=company_id, source=source, path=path.resolve(), user_id=user_id,
+                embedding_model=embedding_model, run_async=True)
+            assert isinstance(accepted, Accepted)
+            # The job runs in this process exactly as an API job would; the bar follows its record.
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                          TimeElapsedColumn(), console=err) as bar:
+                task = bar.add_task(f"ingesting {path.name}", total=100)
+                while True:
+                    job = await jobs.get_job(runtime, company_id, accepted.job_id)
+                    bar.update(task, completed=job.progress,
+                               description=f"{path.name}: {job.status}, {job.chunks_embedded} chunks embedded")
+                    if job.status in ("completed", "failed"):
+                        break
+                    await asyncio.sleep(0.2)
+            await component.jobs.wait_idle()
+            job = await jobs.get_job(runtime, company_id, accepted.job_id)
+            return job.model_dump(mode="json")
+        except CortexError as exc:
+            err.print(f"[red]{exc.detail}[/]")
+            raise typer.Exit(2) from exc
+        finally:
+            await close_runtime(runtime)
+
+    result = asyncio.run(run())
+    typer.echo(json.dumps(result))
+    if result["status"] != "completed":
+        err.print(f"[red]ingestion failed:[/] {result['error']}")
+        raise typer.Exit(1)
+
+
+async def _find_source(runtime: Any, source_id: uuid.UUID) -> Any:
+    from cortex.db.models import KnowledgeSource
+    from cortex.kit.errors import NotFound
+
+    async with runtime.database.session() as session:
+        source = await session.get(KnowledgeSource, source_id)
+    if source is None:
+        raise NotFound(f"no knowledge source with id {source_id}")
+    return source
 
 
 @db_app.command("upgrade")

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     # Automatic extraction of customer facts after each reply (needs a model; off without one).
     memory_extraction: bool = True
 
+    # Knowledge ingestion: chunk size in (MiniLM word-piece) tokens, URL fetch limits, and the size
+    # above which an ingestion runs as a background job even when the caller did not ask for one.
+    knowledge_chunk_tokens: int = Field(default=200, ge=32, le=2_000)
+    knowledge_chunk_overlap_tokens: int = Field(default=30, ge=0, le=500)
+    ingest_sync_max_bytes: int = 2_000_000
+    ingest_max_file_bytes: int = 100_000_000
+    ingest_url_max_bytes: int = 10_000_000
+    ingest_url_timeout_seconds: float = 20.0
+
     @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
                      "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",
                      "metrics_token", "otel_exporter_otlp_endpoint", mode="before")

@@ -11,6 +11,7 @@ from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -22,8 +23,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -307,3 +309,76 @@ class SemanticCacheEntry(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- knowledge (issue 4) -------------------------------------------------------------------------------
+
+class KnowledgeChunkSet(Base):
+    """One complete embedding of a source's chunks with one model. Readers follow the source's single
+    `active` set; an ingestion or re-embed builds a new set and swaps it in with one commit."""
+
+    __tablename__ = "knowledge_chunk_sets"
+    __table_args__ = (
+        Index("ux_knowledge_chunk_sets_active", "source_id", unique=True, postgresql_where=text("status = 'active'")),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company_fk()
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="building")  # building | active | failed
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class KnowledgeChunk(Base):
+    __tablename__ = "knowledge_chunks"
+    # The per-model partial HNSW indexes are expression indexes created in migration 0002_knowledge.
+    __table_args__ = (
+        Index("ix_knowledge_chunks_tsv_simple", "tsv_simple", postgresql_using="gin"),
+        Index("ix_knowledge_chunks_tsv_english", "tsv_english", postgresql_using="gin"),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)
+    set_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_chunk_sets.id", ondelete="CASCADE"), index=True)
+    document_ref: Mapped[str] = mapped_column(Text)  # file name, URL or FAQ/scenario reference
+    position: Mapped[int] = mapped_column(Integer)
+    heading_path: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    title: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int] = mapped_column(Integer)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    # Untyped: dimensions vary by model; each model has a partial HNSW index over a cast (migration 0002).
+    embedding: Mapped[Any] = mapped_column(Vector())
+    tsv_simple: Mapped[Any] = mapped_column(TSVECTOR, Computed(
+        "setweight(to_tsvector('simple', title), 'A') || setweight(to_tsvector('simple', text), 'B')",
+        persisted=True))
+    tsv_english: Mapped[Any] = mapped_column(TSVECTOR, Computed(
+        "setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', text), 'B')",
+        persisted=True))
+
+
+class KnowledgeJob(Base):
+    """A background ingestion; persisted so that any worker can report on it."""
+
+    __tablename__ = "knowledge_jobs"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company_fk()
+    kind: Mapped[str] = mapped_column(String(32))  # file | url | documents | reembed
+    source_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | completed | failed
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    documents_processed: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_created: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_embedded: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

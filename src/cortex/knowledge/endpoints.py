@@ -1,18 +1,51 @@
-"""Knowledge sources (CRUD). Ingestion and search endpoints live beside them."""
+"""Knowledge sources (CRUD), ingestion (files, uploads, pages, agent documents, re-embedding), search
+and background jobs."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi.responses import JSONResponse
 
+from cortex.agents.schemas import AgentConfig
+from cortex.agents.service import build_config
 from cortex.auth.deps import KnowledgeAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
 from cortex.kit.pagination import Page, PageQuery
-from cortex.knowledge import sources
-from cortex.knowledge.schemas import KnowledgeSourceCreate, KnowledgeSourcePublic, KnowledgeSourceUpdate
+from cortex.kit.runtime import Runtime
+from cortex.knowledge import jobs, sources
+from cortex.knowledge.schemas import (
+    DocumentsIngestResult,
+    EmbeddingModelName,
+    IngestDocumentsRequest,
+    IngestFileRequest,
+    IngestResult,
+    IngestUrlRequest,
+    JobAccepted,
+    JobPublic,
+    KnowledgeSourceCreate,
+    KnowledgeSourcePublic,
+    KnowledgeSourceUpdate,
+    ReembedRequest,
+    ReembedResult,
+    SearchHit,
+    SearchRequest,
+    SearchResults,
+)
+from cortex.knowledge.service import Accepted, Finished, KnowledgeComponent, source_of
+from cortex.knowledge.uploads import save_upload
+from cortex.pipeline.ports import KNOWLEDGE
 
 sources_router = APIRouter(prefix="/v1/knowledge/sources", tags=["knowledge"])
+knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
+jobs_router = APIRouter(prefix="/v1/jobs", tags=["knowledge"])
+
+_FAILED: dict[int | str, dict[str, Any]] = {
+    500: {"description": "Conversion or embedding failed; the body says why (status 'failed')."},
+    202: {"model": JobAccepted, "description": "Accepted as a background job."},
+}
 
 
 @sources_router.post("", response_model=KnowledgeSourcePublic, status_code=status.HTTP_201_CREATED)
@@ -43,3 +76,125 @@ async def delete_source(source_id: uuid.UUID, principal: KnowledgeAuth, session:
                         runtime: RuntimeDep) -> Response:
     await sources.delete_source(session, runtime.config_cache, principal.company_id, source_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- ingestion ---------------------------------------------------------------------------------------
+
+def _component(runtime: Runtime) -> KnowledgeComponent:
+    component = runtime.components.get(KNOWLEDGE)
+    if not isinstance(component, KnowledgeComponent):
+        component = KnowledgeComponent(runtime)
+        runtime.components[KNOWLEDGE] = component
+    return component
+
+
+def _accepted(accepted: Accepted) -> JSONResponse:
+    body = JobAccepted(job_id=accepted.job_id, status="queued", kind=accepted.kind, source_id=accepted.source_id,
+                       agent_id=accepted.agent_id)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED,
+                        headers={"Location": f"/v1/jobs/{accepted.job_id}"})
+
+
+def _ingest_response(source_id: uuid.UUID, result: Accepted | Finished) -> JSONResponse:
+    if isinstance(result, Accepted):
+        return _accepted(result)
+    outcome = result.outcome
+    body = IngestResult(source_id=source_id, status="failed" if result.error else "completed",
+                        chunks_created=outcome.chunks_created if outcome else 0,
+                        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
+    return JSONResponse(body.model_dump(mode="json"), status_code=500 if result.error else 200)
+
+
+@knowledge_router.post("/ingest/file", response_model=IngestResult, responses=_FAILED)
+async def ingest_file(body: IngestFileRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
+    result = await _component(runtime).ingest_file(
+        company_id=principal.company_id, source_id=body.source_id, file_path=body.file_path, user_id=body.user_id,
+        embedding_model=body.embedding_model, run_async=body.run_async)
+    return _ingest_response(body.source_id, result)
+
+
+@sources_router.post("/{source_id}/files", response_model=IngestResult, responses=_FAILED)
+async def upload_file(source_id: uuid.UUID, principal: KnowledgeAuth, runtime: RuntimeDep,
+                      file: Annotated[UploadFile, File(description="The document (PDF, DOCX, PPTX, XLSX, HTML, "
+                                                                    "CSV, Markdown or text).")],
+                      user_id: Annotated[str | None, Form(max_length=200)] = None,
+                      embedding_model: Annotated[EmbeddingModelName | None, Form()] = None,
+                      run_async: Annotated[bool | None, Form(alias="async")] = None) -> JSONResponse:
+    component = _component(runtime)
+    source = await source_of(runtime, principal.company_id, source_id)
+    path = await save_upload(runtime.settings, principal.company_id, file)
+    result = await component.ingest_path(company_id=principal.company_id, source=source, path=path,
+                                         user_id=user_id, embedding_model=embedding_model, run_async=run_async,
+                                         display_name=file.filename or path.name)
+    return _ingest_response(source_id, result)
+
+
+@knowledge_router.post("/ingest/url", response_model=IngestResult, responses=_FAILED)
+async def ingest_url(body: IngestUrlRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
+    result = await _component(runtime).ingest_url(
+        company_id=principal.company_id, source_id=body.source_id, url=str(body.url), user_id=body.user_id,
+        embedding_model=body.embedding_model, run_async=body.run_async)
+    return _ingest_response(body.source_id, result)
+
+
+@knowledge_router.post("/ingest/documents", response_model=DocumentsIngestResult, responses=_FAILED)
+async def ingest_documents(body: IngestDocumentsRequest, principal: KnowledgeAuth,
+                           runtime: RuntimeDep) -> JSONResponse:
+    principal.require_company(body.company_id)
+    result = await _component(runtime).ingest_agent_documents(
+        company_id=principal.company_id, agent_id=body.agent_id, user_id=body.user_id,
+        embedding_model=body.embedding_model, run_async=body.run_async)
+    if isinstance(result, Accepted):
+        return _accepted(result)
+    outcome = result.outcome
+    response = DocumentsIngestResult(
+        agent_id=body.agent_id, status="failed" if result.error else "completed",
+        documents_processed=outcome.documents_processed if outcome else 0,
+        chunks_created=outcome.chunks_created if outcome else 0,
+        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
+    return JSONResponse(response.model_dump(mode="json"), status_code=500 if result.error else 200)
+
+
+@knowledge_router.post("/reembed", response_model=ReembedResult, responses=_FAILED)
+async def reembed(body: ReembedRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
+    result = await _component(runtime).reembed_source(
+        company_id=principal.company_id, source_id=body.source_id, embedding_model=body.embedding_model,
+        run_async=body.run_async)
+    if isinstance(result, Accepted):
+        return _accepted(result)
+    response = ReembedResult(source_id=body.source_id, status="failed" if result.error else "completed",
+                             chunks_embedded=result.outcome.chunks_embedded if result.outcome else 0,
+                             error=result.error)
+    return JSONResponse(response.model_dump(mode="json"), status_code=500 if result.error else 200)
+
+
+# --- search ------------------------------------------------------------------------------------------
+
+@knowledge_router.post("/search", response_model=SearchResults)
+async def search(body: SearchRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> SearchResults:
+    """What the Context Engine hands the prompt for this message (same agent config, same code path)."""
+    company_id = principal.company_id
+
+    async def load() -> AgentConfig:
+        async with runtime.database.session() as session:
+            return await build_config(session, company_id, body.agent_id)
+
+    agent = (await runtime.config_cache.get(company_id, body.agent_id, load)).config
+    component = _component(runtime)
+    if body.mode == "hybrid":
+        chunks: list[Any] = await component.retrieve(company_id=company_id, agent=agent, query=body.query,
+                                                      top_k=body.top_k)
+    else:
+        found = await component.retriever.search(company_id=company_id, source_ids=agent.knowledge_source_ids,
+                                                 query=body.query, top_k=body.top_k, mode=body.mode)
+        chunks = [c.public() for c in found]
+    return SearchResults(results=[SearchHit(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text,
+                                            heading_path=c.heading_path, score=c.score) for c in chunks])
+
+
+# --- jobs --------------------------------------------------------------------------------------------
+
+@jobs_router.get("/{job_id}", response_model=JobPublic)
+async def get_job(job_id: uuid.UUID, principal: KnowledgeAuth, runtime: RuntimeDep) -> JobPublic:
+    return await jobs.get_job(runtime, principal.company_id, job_id)
+

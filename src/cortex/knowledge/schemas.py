@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 SourceType = Literal["file", "url", "text", "documents"]
 EmbeddingModelName = Literal["minilm", "bge-m3", "openai", "cohere"]
@@ -37,3 +37,106 @@ class KnowledgeSourcePublic(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+# --- ingestion, search and jobs ---------------------------------------------------------------------
+
+UserId = Annotated[str, Field(min_length=1, max_length=200)]
+SearchModeName = Literal["hybrid", "dense", "lexical"]
+
+
+class _IngestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    embedding_model: EmbeddingModelName | None = None
+    # `"async": true` runs the ingestion as a background job (202 + job id).
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class IngestFileRequest(_IngestBase):
+    source_id: uuid.UUID
+    file_path: Annotated[str, Field(min_length=1, max_length=4_096)]
+    user_id: UserId
+
+
+class IngestUrlRequest(_IngestBase):
+    source_id: uuid.UUID
+    url: HttpUrl
+    user_id: UserId
+
+
+class IngestDocumentsRequest(_IngestBase):
+    agent_id: uuid.UUID
+    company_id: uuid.UUID
+    user_id: UserId
+
+
+class ReembedRequest(_IngestBase):
+    source_id: uuid.UUID
+
+
+class IngestResult(BaseModel):
+    source_id: uuid.UUID
+    status: Literal["completed", "failed"]
+    chunks_created: int
+    chunks_embedded: int
+    error: str | None
+
+
+class DocumentsIngestResult(BaseModel):
+    agent_id: uuid.UUID
+    status: Literal["completed", "failed"]
+    documents_processed: int
+    chunks_created: int
+    chunks_embedded: int
+    error: str | None = None
+
+
+class ReembedResult(BaseModel):
+    source_id: uuid.UUID
+    status: Literal["completed", "failed"]
+    chunks_embedded: int
+    error: str | None
+
+
+class JobAccepted(BaseModel):
+    job_id: uuid.UUID
+    status: str
+    kind: str
+    source_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+
+
+class JobPublic(BaseModel):
+    job_id: uuid.UUID
+    kind: str
+    status: Literal["queued", "running", "completed", "failed"]
+    progress: int
+    source_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    documents_processed: int
+    chunks_created: int
+    chunks_embedded: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent_id: uuid.UUID
+    query: Annotated[str, Field(min_length=1, max_length=10_000)]
+    top_k: Annotated[int, Field(ge=1, le=50)] = 5
+    mode: SearchModeName = "hybrid"
+
+
+class SearchHit(BaseModel):
+    chunk_id: uuid.UUID
+    source_id: uuid.UUID
+    text: str
+    heading_path: list[str]
+    score: float
+
+
+class SearchResults(BaseModel):
+    results: list[SearchHit]
