@@ -24,6 +24,7 @@ from cortex.embeddings.embedder import Embedder
 from cortex.kit.runtime import Runtime
 from tests.knowledge.documents import docx_bytes
 from tests.knowledge.test_ingestion import DOCX_PARAGRAPHS, ingest_file, make_source, search, upload
+from tests.observability.test_metrics import parse, value
 from tests.scripted_llm import ScriptedLLM
 from tests.support import Tenant, chat, create_agent, make_key
 
@@ -132,10 +133,15 @@ async def test_multipart_upload(client: httpx.AsyncClient, tenant: Tenant, other
                                 runtime: Runtime) -> None:
     source = await make_source(client, tenant)
     files = {"file": ("guide.docx", docx_bytes(DOCX_PARAGRAPHS), "application/octet-stream")}
+    counted_before = value(parse(runtime.telemetry.metrics.render().decode()), "cortex_ingestion_chunks_total",
+                           embedding_model="minilm")
     response = await client.post(f"/v1/knowledge/sources/{source['id']}/files", files=files,
                                  data={"user_id": "u-2"}, headers=tenant.headers)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "completed" and response.json()["chunks_created"] == 2
+    counted = value(parse(runtime.telemetry.metrics.render().decode()), "cortex_ingestion_chunks_total",
+                    embedding_model="minilm")
+    assert counted - counted_before == 2
     saved = list((runtime.settings.resolved_upload_dir / str(tenant.company_id)).iterdir())
     assert any(p.name.endswith("-guide.docx") for p in saved)
     bad = await client.post(f"/v1/knowledge/sources/{source['id']}/files", headers=tenant.headers,

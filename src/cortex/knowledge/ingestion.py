@@ -160,6 +160,7 @@ async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id:
             logger.warning("embedding failed", extra={"source_id": str(source_id), "error": type(exc).__name__})
             raise IngestionFailed(f"embedding failed: {type(exc).__name__}: {exc}") from exc
         raise
+    runtime.telemetry.metrics.record_ingested_chunks(embedded, spec.name)
     if progress is not None:
         await progress(Progress("done", len(chunks), len(chunks)))
     return IngestOutcome(source_id, set_id, spec.name, documents, len(chunks), embedded)
