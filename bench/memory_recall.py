@@ -171,12 +171,45 @@ ORDER_ITEMS = ("a replacement phone screen", "a coffee grinder", "two office cha
 ORDER_QUESTIONS = ("Any update on {v}?", "When will {v} arrive?", "I want to return {v}, is that possible?")
 
 
+# Held-out question family (written before any tuning; misses here are not looked at while tuning).
+HELD_OUT_QUESTIONS: dict[str, tuple[str, ...]] = {
+    "home_address": ("Where do you think I live?", "Is my place inside your delivery zone?"),
+    "phone_number": ("Can you text me the confirmation?", "Which mobile are you going to ring?"),
+    "preferred_language": ("Can you write to me in my own language?",),
+    "email_address": ("Send the receipt to my inbox, please.",),
+    "subscription_plan": ("How much is my monthly package?", "Which tier of service do I pay for?"),
+    "pet_dog_name": ("Is there a pet-friendly area for my puppy?",),
+    "allergy": ("Are there any ingredients I should avoid in this snack?",),
+    "phone_model": ("Do you have a screen protector for my smartphone?",),
+    "laptop_model": ("Will this charger fit my notebook computer?",),
+    "payment_method": ("Charge it the usual way, ok?", "Can I settle the bill like last time?"),
+    "contact_time": ("What hours suit me for a follow-up call?",),
+    "delivery_instructions": ("Any special notes for the driver dropping off my parcel?",),
+    "birthday": ("Do I get a gift for my special day this year?",),
+    "car_model": ("Do you sell floor mats for my automobile?",),
+    "diet": ("Can you recommend a lunch I am able to eat?",),
+    "employer": ("Is there a staff discount through my workplace?",),
+    "loyalty_tier": ("How many reward points do I earn with my membership level?",),
+    "shoe_size": ("Which size of boots should I order?",),
+    "accessibility": ("Will someone be able to help me with my disability at the branch?",
+                      "Is there step-free access where I am going?"),
+    "children": ("Do you have a kids' menu for my family?",),
+    "internet_speed": ("Is my broadband package fast enough for streaming?",),
+    "newsletter": ("Am I subscribed to your marketing messages?",),
+    "preferred_branch": ("Which shop do I normally go to?",),
+    "warranty_device": ("Is my home appliance still covered if it breaks?",),
+    "insurance_policy": ("What does my insurance include?",),
+}
+HELD_OUT_ORDER_QUESTIONS = ("Where is my package {v} now?", "Can I cancel {v}?", "Has {v} shipped yet?")
+
+
 @dataclass
 class Case:
     customer_id: str
     query: str
     right: uuid.UUID
     kind: str  # plain | contradiction | near_duplicate | order
+    split: str = "dev"  # dev: the questions tuned on; test: HELD_OUT_QUESTIONS, reported, never tuned on
     superseded: tuple[uuid.UUID, ...] = ()
     top3: list[str] = field(default_factory=list)  # what recall returned instead, for misses
 
@@ -297,12 +330,17 @@ async def build_customer(runtime: Runtime, llm: ScriptedLLM, memory: MemoryCompo
             kinds[key] = (kind, ())
     for subject, key, _value, _says, _fact in plan.first:
         if subject is None:
+            order = key.removeprefix("order_")
             for question in rng.sample(ORDER_QUESTIONS, 1):
-                cases.append(Case(plan.customer_id, question.format(v=key.removeprefix("order_")), ids[key], "order"))
+                cases.append(Case(plan.customer_id, question.format(v=order), ids[key], "order"))
+            for question in rng.sample(HELD_OUT_ORDER_QUESTIONS, 1):
+                cases.append(Case(plan.customer_id, question.format(v=order), ids[key], "order", "test"))
             continue
         kind, superseded = kinds.get(key, ("plain", ()))
         for question in subject.questions:
-            cases.append(Case(plan.customer_id, question, ids[key], kind, superseded))
+            cases.append(Case(plan.customer_id, question, ids[key], kind, "dev", superseded))
+        for question in HELD_OUT_QUESTIONS[subject.key]:
+            cases.append(Case(plan.customer_id, question, ids[key], kind, "test", superseded))
     # Fill up to facts_per_customer active facts with history (bulk insert, real embeddings).
     async with runtime.database.session() as session:
         active = int(await session.scalar(select(func.count()).select_from(MemoryFact).where(

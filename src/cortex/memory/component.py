@@ -23,7 +23,6 @@ from cortex.memory.schemas import EXTRACTION_SCHEMA, ExtractionOutput
 from cortex.pipeline.background import BackgroundTasks
 from cortex.pipeline.model_router import resolve_models
 from cortex.pipeline.ports import CompletedTurn, MemoryFact
-from cortex.pipeline.token_optimizer import count
 from cortex.settings import TIERS, Settings
 
 logger = logging.getLogger(__name__)
@@ -88,15 +87,18 @@ class MemoryComponent:
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
         vector = await self.runtime.embedder.embed_query(query)  # shared with the cache check and retrieval
-        # One read-only statement: autocommit spares the BEGIN and COMMIT round trips of a session.
+        # One read-only statement on the pooled asyncpg connection itself, outside any transaction (no
+        # BEGIN/COMMIT round trips); asyncpg keeps it prepared per connection.
         async with self.runtime.database.connect().connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            recalled = await repository.recall(connection, company_id=company_id, customer_id=customer_id,
-                                               agent_id=agent_id, query=query, query_vector=vector)
+            raw = await connection.get_raw_connection()
+            recalled = await repository.recall(raw.driver_connection, company_id=company_id,
+                                               customer_id=customer_id, agent_id=agent_id, query=query,
+                                               query_vector=vector)
         kept: list[MemoryFact] = []
         spent = 0
         for fact in recalled:
-            cost = count("", fact.fact) + FACT_TOKEN_OVERHEAD
+            tokens = fact.token_count if fact.token_count is not None else repository.count_tokens(fact.fact)
+            cost = tokens + FACT_TOKEN_OVERHEAD
             if spent + cost > token_budget:
                 continue  # a shorter fact further down may still fit
             spent += cost
