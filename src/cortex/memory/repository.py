@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import Float, and_, bindparam, delete, func, literal, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import MEMORY_EMBEDDING_DIMENSIONS, Conversation, KnowledgeSource, Message
 from cortex.db.models import MemoryFact as FactRow
