@@ -97,8 +97,9 @@ class MemoryComponent:
         # One read-only statement on the pooled asyncpg connection itself, outside any transaction (no
         # BEGIN/COMMIT round trips); asyncpg keeps it prepared per connection.
         async with self.runtime.database.connect().connect() as connection:
-            raw = await connection.get_raw_connection()
-            recalled = await repository.recall(raw.driver_connection, company_id=company_id,
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has its asyncpg connection
+            recalled = await repository.recall(driver, company_id=company_id,
                                                customer_id=customer_id, agent_id=agent_id, query=query,
                                                query_vector=vector)
         kept: list[MemoryFact] = []
