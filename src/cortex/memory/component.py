@@ -31,9 +31,9 @@ EXTRACTION_TIER = "nano"
 EXTRACTION_TIMEOUT_SECONDS = 30.0
 # Facts the model itself is unsure of are not worth remembering.
 MIN_EXTRACTED_CONFIDENCE = 0.5
-FACT_TOKEN_OVERHEAD = 4
+FACT_TOKEN_OVERHEAD = 4  # the "- " bullet and line break around each fact in the prompt
 # How an extraction run ends: the bounded `outcome` label of cortex_memory_extraction_runs_total.
-EXTRACTION_OUTCOMES = ("stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone")  # the "- " bullet and line break around each fact in the prompt
+EXTRACTION_OUTCOMES = ("stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone")
 
 EXTRACTION_PROMPT = """You extract durable facts about a customer from one turn of a support conversation.
 Return only facts the customer stated about themselves that will still be true in later conversations:
