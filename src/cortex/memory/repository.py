@@ -206,13 +206,15 @@ def _recency_weight(confidence: float, last_confirmed_at: datetime, now: datetim
 # text with positional parameters, run on the asyncpg connection itself: asyncpg prepares it once per
 # pooled connection and reuses the plan; no SQLAlchemy compilation or row objects on the hot path. No
 # HNSW index: with a per-customer filter it returns too few rows, and an exact scan of one customer's
-# thousand facts is ~1-4 ms (measured in bench/memory_recall.py).
+# thousand facts is ~1-4 ms (measured in bench/memory_recall.py). The query vector is converted once,
+# in its own CTE: a cast of a parameter inside the scan would run per row under a generic plan.
 RECALL_SQL = """
-WITH scored AS MATERIALIZED (
+WITH query AS MATERIALIZED (SELECT CAST($1::real[] AS halfvec) AS vector
+), scored AS MATERIALIZED (
     SELECT id, fact, category, confidence, last_confirmed_at, embedding, token_count, concepts,
-           GREATEST(1 - (embedding <=> CAST($1::real[] AS halfvec)),
-                    $2 * (1 - (subject_embedding <=> CAST($1::real[] AS halfvec)))) AS similarity
-    FROM memory_facts
+           GREATEST(1 - (embedding <=> query.vector),
+                    $2 * (1 - (subject_embedding <=> query.vector))) AS similarity
+    FROM memory_facts CROSS JOIN query
     WHERE company_id = $3 AND customer_id = $4 AND superseded_by IS NULL
       AND ($5 OR agent_id IS NULL OR agent_id = $6)
 ), rare AS (
