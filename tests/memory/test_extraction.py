@@ -12,6 +12,7 @@ from cortex.kit.runtime import Runtime
 from cortex.memory.component import MemoryComponent
 from tests.conftest import SCRIPTED_MODEL
 from tests.memory.conftest import fact, facts_reply, view
+from tests.observability.test_metrics import scrape, value
 from tests.scripted_llm import Reply, ScriptedLLM
 from tests.support import Tenant, chat, create_agent
 
@@ -151,3 +152,36 @@ async def test_health_reports_extraction_on_and_switched_off(client: httpx.Async
     finally:
         runtime.settings.memory_extraction = False
     assert health["checks"]["memory_extraction"] == "ok" and health["checks"]["litellm"] == "ok"
+
+
+async def test_a_metrics_scrape_shows_extraction_runs_and_fact_outcomes(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM, memory: MemoryComponent,
+        extraction: None) -> None:
+    agent = await create_agent(client, tenant, settings=NO_CACHE)
+    before = await scrape(client, tenant.headers)
+    turns = [facts_reply(fact("The customer lives at 4 Palm Street.", "home_address", "4 Palm Street"),
+                         fact("The customer's dog is Max.", "pet_dog_name", "Max")),
+             facts_reply(fact("The customer lives at 4 Palm Street.", "home_address", "4 Palm Street")),
+             facts_reply(fact("The customer now lives at 9 Olaya Road.", "home_address", "9 Olaya Road")),
+             Reply(text="{not json"), Reply(text='{"facts": []}')]
+    for output in turns:
+        await _turn(client, tenant, agent["id"], memory, "About me.", output, "cust-metrics", llm)
+    after = await scrape(client, tenant.headers)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("cortex_memory_extraction_runs_total", outcome="stored") == 3
+    assert delta("cortex_memory_extraction_runs_total", outcome="invalid_output") == 1
+    assert delta("cortex_memory_extraction_runs_total", outcome="no_facts") == 1
+    assert delta("cortex_memory_facts_total", action="created") == 3
+    assert delta("cortex_memory_facts_total", action="confirmed") == 1
+    assert delta("cortex_memory_facts_total", action="superseded") == 1
+    # Bounded labels only: no customer id, fact text or message id reaches the metrics.
+    labels = {v for (name, ls), _ in after.items() if name.startswith("cortex_memory_") for _, v in ls}
+    assert labels <= {"stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone",
+                      "created", "confirmed", "superseded"}
+    rows = await _facts(runtime, tenant, "cust-metrics")
+    # Stored with what recall needs precomputed: the token count and the subject's concepts.
+    assert all(r.token_count and r.token_count > 3 for r in rows)
+    assert {tuple(r.concepts or ()) for r in rows} == {("address",), ("pet",)}

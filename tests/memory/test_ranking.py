@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
 
 import numpy as np
 
-from cortex.memory.repository import RecalledFact, diversify, identifiers, normalise_subject, subject_words
+from cortex.memory.concepts import concepts_of, fact_concepts
+from cortex.memory.repository import (
+    RecalledFact,
+    diversify,
+    halfvec_matrix,
+    identifiers,
+    normalise_subject,
+    subject_words,
+)
 
 
 def _fact(text: str, score: float) -> RecalledFact:
@@ -33,6 +42,27 @@ def test_diversity_lets_a_distinct_fact_past_near_copies() -> None:
     distinct = rng.normal(size=384)
     visits = [_fact(f"visit {i}", 0.5 - i * 0.01) for i in range(3)]
     wheelchair = _fact("uses a wheelchair", 0.4)
-    ranked = diversify([*zip(visits, copies, strict=True), (wheelchair, distinct)])
+    ranked = diversify([*visits, wheelchair], [_halfvec(v) for v in [*copies, distinct]])
     assert [f.fact for f in ranked[:2]] == ["visit 0", "uses a wheelchair"]
-    assert diversify([]) == [] and diversify([(wheelchair, distinct)]) == [wheelchair]
+    assert diversify([], []) == [] and diversify([wheelchair], [_halfvec(distinct)]) == [wheelchair]
+
+
+def _halfvec(vector: np.ndarray) -> bytes:
+    """pgvector's binary halfvec (halfvec_send): dimensions, unused, big-endian float16 values."""
+    return struct.pack(">hh", len(vector), 0) + vector.astype(">f2").tobytes()
+
+
+def test_halfvec_matrix_decodes_the_binary_form() -> None:
+    vectors = [np.array([1.0, -0.5, 0.25], dtype=np.float32), np.array([0.0, 2.0, -3.0], dtype=np.float32)]
+    assert np.array_equal(halfvec_matrix([_halfvec(v) for v in vectors]), np.stack(vectors))
+
+
+def test_concepts_link_everyday_words_to_fact_subjects() -> None:
+    assert "employer" in concepts_of("Do you offer a corporate discount for my company?")
+    assert concepts_of("employer") == {"employer"}
+    assert "accessibility" in concepts_of("Is the entrance accessible for a wheelchair?")
+    assert concepts_of("hello there") == frozenset()
+    # The subject the model named wins over the fact's wording; a manual save has only its text.
+    assert fact_concepts("pet_dog_name", "The customer has a dog named Max.") == ["pet"]
+    assert fact_concepts(None, "I am allergic to peanuts") == ["allergy"]
+    assert "phone" in concepts_of("What number will you call me on?")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from cortex.db.models import Conversation, MemoryAuditRecord, MemoryFact, Message, SemanticCacheEntry
 from cortex.kit.runtime import Runtime
+from cortex.memory import repository
 from cortex.memory.component import MemoryComponent
 from cortex.memory.service import customer_ref
 from cortex.pipeline.ports import PIPELINE
@@ -170,3 +172,30 @@ async def test_forget_wins_over_an_extraction_still_in_flight(
     await memory.background.drain()
     assert memory.stats["source_gone"] == before + 1
     assert (await view(client, tenant, "cust-race"))["fact_count"] == 0
+
+
+async def test_a_concept_named_by_message_and_fact_adds_score_unless_many_facts_share_it(
+        client: httpx.AsyncClient, tenant: Tenant, memory: MemoryComponent) -> None:
+    agent = await create_agent(client, tenant)
+    employer = await save(client, tenant, "cust-c", "My employer is Aramco.")
+    await save(client, tenant, "cust-c", "The customer prefers replies in Arabic.", category="preference")
+    visits = [(await save(client, tenant, "cust-c", f"Visited the store number {100 + i} to look at a lamp.",
+                          category="history"))["fact_id"]
+              for i in range(12)]  # "store" on a dozen visits: too common among this customer's facts to count
+    assert len(set(visits)) == 12
+
+    async def scores(query: str) -> dict[str, tuple[float, float]]:
+        async with memory.runtime.database.connect().connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            facts = await repository.recall(driver, company_id=tenant.company_id, customer_id="cust-c",
+                                            agent_id=uuid.UUID(agent["id"]), query=query,
+                                            query_vector=await memory.runtime.embedder.embed_query(query))
+        return {str(f.id): (f.score, f.similarity) for f in facts}
+
+    recalled = await scores("Do you offer a corporate discount for my company?")
+    score, similarity = recalled[employer["fact_id"]]
+    assert score - similarity == pytest.approx(repository.CONCEPT_BOOST + repository.ATTRIBUTE_PRIOR)
+    recalled = await scores("Which store is nearest?")
+    # History facts get no attribute prior: any boost would show as a score above the similarity.
+    deltas = [recalled[v][0] - recalled[v][1] for v in visits if v in recalled]
+    assert deltas and all(delta == 0.0 for delta in deltas)

@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -247,6 +247,10 @@ class MemoryFact(TimestampMixin, Base):
     subject_embedding: Mapped[Any | None] = mapped_column(HALFVEC(MEMORY_EMBEDDING_DIMENSIONS))
     source: Mapped[str] = mapped_column(String(64), default="manual")
     source_message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Computed once at insert so recall's token budget needs no tokenizer call per fact (NULL: count it).
+    token_count: Mapped[int | None] = mapped_column(Integer)
+    # The customer-support concepts its subject names (cortex.memory.concepts), for recall's concept match.
+    concepts: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     # No foreign key: deleting the newer fact must not bring a contradicted one back.
     superseded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -23,7 +23,6 @@ from cortex.memory.schemas import EXTRACTION_SCHEMA, ExtractionOutput
 from cortex.pipeline.background import BackgroundTasks
 from cortex.pipeline.model_router import resolve_models
 from cortex.pipeline.ports import CompletedTurn, MemoryFact
-from cortex.pipeline.token_optimizer import count
 from cortex.settings import TIERS, Settings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +32,8 @@ EXTRACTION_TIMEOUT_SECONDS = 30.0
 # Facts the model itself is unsure of are not worth remembering.
 MIN_EXTRACTED_CONFIDENCE = 0.5
 FACT_TOKEN_OVERHEAD = 4  # the "- " bullet and line break around each fact in the prompt
+# How an extraction run ends: the bounded `outcome` label of cortex_memory_extraction_runs_total.
+EXTRACTION_OUTCOMES = ("stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone")
 
 EXTRACTION_PROMPT = """You extract durable facts about a customer from one turn of a support conversation.
 Return only facts the customer stated about themselves that will still be true in later conversations:
@@ -76,9 +77,14 @@ class MemoryComponent:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.background = BackgroundTasks()
-        # Extraction outcomes since start: runs, facts_created, facts_confirmed, facts_superseded,
-        # empty_output, invalid_output, model_error, no_model, source_gone.
+        # Extraction outcomes since start: runs, facts_created, facts_confirmed, facts_superseded, and one of
+        # EXTRACTION_OUTCOMES per run (no_model counts turns that had no model to run on). The same
+        # counts go to Prometheus (cortex_memory_extraction_runs_total, cortex_memory_facts_total).
         self.stats: Counter[str] = Counter()
+
+    def _finished(self, outcome: str, facts: Counter[str] | None = None) -> None:
+        self.stats[outcome] += 1
+        self.runtime.telemetry.memory_extraction(outcome, dict(facts or {}))
 
     async def aclose(self) -> None:
         await self.background.drain()
@@ -88,15 +94,19 @@ class MemoryComponent:
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
         vector = await self.runtime.embedder.embed_query(query)  # shared with the cache check and retrieval
-        # One read-only statement: autocommit spares the BEGIN and COMMIT round trips of a session.
+        # One read-only statement on the pooled asyncpg connection itself, outside any transaction (no
+        # BEGIN/COMMIT round trips); asyncpg keeps it prepared per connection.
         async with self.runtime.database.connect().connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            recalled = await repository.recall(connection, company_id=company_id, customer_id=customer_id,
-                                               agent_id=agent_id, query=query, query_vector=vector)
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection always has its asyncpg connection
+            recalled = await repository.recall(driver, company_id=company_id,
+                                               customer_id=customer_id, agent_id=agent_id, query=query,
+                                               query_vector=vector)
         kept: list[MemoryFact] = []
         spent = 0
         for fact in recalled:
-            cost = count("", fact.fact) + FACT_TOKEN_OVERHEAD
+            tokens = fact.token_count if fact.token_count is not None else repository.count_tokens(fact.fact)
+            cost = tokens + FACT_TOKEN_OVERHEAD
             if spent + cost > token_budget:
                 continue  # a shorter fact further down may still fit
             spent += cost
@@ -120,12 +130,12 @@ class MemoryComponent:
                 models=models, messages=self._messages(turn), schema=EXTRACTION_SCHEMA, name="customer_facts",
                 timeout_seconds=EXTRACTION_TIMEOUT_SECONDS)
         except CortexError as exc:
-            self.stats["model_error"] += 1
+            self._finished("model_error")
             logger.warning("memory extraction: model call failed", extra={
                 "message_id": str(turn.customer_message_id), "error": exc.detail})
             return []
         if not completion.text.strip():
-            self.stats["empty_output"] += 1
+            self._finished("empty_output")
             logger.warning("memory extraction: empty model output",
                            extra={"message_id": str(turn.customer_message_id), "model": completion.model})
             return []
@@ -141,21 +151,22 @@ class MemoryComponent:
                 logger.warning("memory extraction: output is not a JSON object",
                                extra={"message_id": str(turn.customer_message_id), "model": completion.model})
         if output is None:
-            self.stats["invalid_output"] += 1
+            self._finished("invalid_output")
             return []
         facts = [f for f in output.facts if f.confidence >= MIN_EXTRACTED_CONFIDENCE and f.fact.strip()]
         if not facts:
-            self.stats["no_facts"] += 1
+            self._finished("no_facts")
             return []
         subjects = [repository.normalise_subject(f.subject) for f in facts]
         texts = [f.fact for f in facts] + [repository.subject_words(s) for s in subjects if s]
         vectors = await self.runtime.embedder.embed(texts)  # one batch: facts, then their subjects
         subject_vectors = iter(vectors[len(facts):])
         outcomes: list[repository.StoreOutcome] = []
+        facts_by_action: Counter[str] = Counter()
         async with self.runtime.database.session() as session:
             await repository.lock_customer(session, turn.company_id, turn.customer_id)
             if not await repository.message_still_exists(session, turn.company_id, turn.customer_message_id):
-                self.stats["source_gone"] += 1  # the customer was forgotten while the model answered
+                self._finished("source_gone")  # the customer was forgotten while the model answered
                 return []
             for fact, subject, vector in zip(facts, subjects, vectors[:len(facts)], strict=True):
                 outcome = await repository.store_fact(
@@ -165,8 +176,10 @@ class MemoryComponent:
                                 source_message_id=turn.customer_message_id,
                                 subject_embedding=next(subject_vectors) if subject else None))
                 outcomes.append(outcome)
-                self.stats["facts_" + outcome.action] += 1
-                self.stats["facts_superseded"] += len(outcome.superseded)
+                facts_by_action[outcome.action] += 1
+                facts_by_action["superseded"] += len(outcome.superseded)
+        self.stats.update({"facts_" + action: n for action, n in facts_by_action.items()})
+        self._finished("stored", facts_by_action)
         return outcomes
 
     @staticmethod

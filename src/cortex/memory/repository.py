@@ -11,15 +11,17 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import Float, and_, bindparam, delete, func, literal, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import MEMORY_EMBEDDING_DIMENSIONS, Conversation, KnowledgeSource, Message
 from cortex.db.models import MemoryFact as FactRow
+from cortex.memory.concepts import concepts_of, fact_concepts
+from cortex.pipeline.token_optimizer import count
 
 # Two facts this close (cosine) about the same values are the same fact said twice.
 DUPLICATE_SIMILARITY = 0.9
@@ -29,6 +31,10 @@ IDENTIFIER_CANDIDATES = 8
 STANDING_PREFERENCES = 5
 # A shared identifier (order number, phone, email) is strong evidence the fact is the one asked about.
 IDENTIFIER_BOOST = 0.35
+# A fact whose subject names a concept of the message (cortex.memory.concepts) gets this much extra
+# score per shared concept, unless more than CONCEPT_MAX_FACTS of the customer's facts share it.
+CONCEPT_BOOST = 0.1
+CONCEPT_MAX_FACTS = 10
 # Below this similarity a fact is not about the message; standing preferences are recalled anyway.
 MIN_RELEVANCE = 0.2
 # How much a match on the subject's words counts against a match on the whole fact (see
@@ -52,6 +58,11 @@ def identifiers(text_: str) -> frozenset[str]:
     """Tokens that name one thing exactly: anything holding a digit, and e-mail addresses."""
     found = {match.group(0).strip(".-+").lower() for match in _IDENTIFIER.finditer(text_)}
     return frozenset(token for token in found if len(token) >= 3)
+
+
+def count_tokens(fact: str) -> int:
+    """The fact's tokens as recall's budget counts them (the default tokenizer), stored with the fact."""
+    return count("", fact)
 
 
 def normalise_text(text_: str) -> str:
@@ -99,6 +110,7 @@ class RecalledFact:
     confidence: float
     score: float
     similarity: float
+    token_count: int | None = None
 
 
 def _vector(embedding: np.ndarray) -> list[float]:
@@ -150,6 +162,7 @@ async def store_fact(session: AsyncSession, *, company_id: uuid.UUID, customer_i
                   category=new.category, confidence=new.confidence, subject=subject, value=new.value,
                   embedding=_vector(new.embedding), source=new.source, source_message_id=new.source_message_id,
                   subject_embedding=None if new.subject_embedding is None else _vector(new.subject_embedding),
+                  token_count=count_tokens(new.fact), concepts=fact_concepts(subject, new.fact),
                   last_confirmed_at=now)
     session.add(row)
     await session.flush()
@@ -186,28 +199,42 @@ def _recency_weight(confidence: float, last_confirmed_at: datetime, now: datetim
 
 
 # One round trip, one pass over the customer's rows through ix_memory_facts_customer (each similarity
-# computed once): the nearest facts, the standing preferences, and any fact naming an identifier of the
-# query. Only the candidates' vectors leave the server, as real[] (binary in asyncpg, cheap to decode).
-# A constant text: nothing to build or compile per request. No HNSW index: with a per-customer filter
-# it returns too few rows, and an exact scan of one customer's thousand facts is ~1-4 ms (measured in
-# bench/memory_recall.py).
+# computed once): the nearest facts, the standing preferences, any fact naming an identifier of the
+# query, and the facts whose subject names a concept of the query that few of the customer's facts
+# share (a concept on hundreds of facts, like "store" on store visits, is no evidence). The scan keeps
+# no vectors; only the candidates' embeddings leave the server, in halfvec's own binary form (decoded
+# with one numpy call: a real[] becomes a Python float per dimension, ~1 ms per recall). A constant
+# text with positional parameters, run on the asyncpg connection itself: asyncpg prepares it once per
+# pooled connection and reuses the plan; no SQLAlchemy compilation or row objects on the hot path. No
+# HNSW index: with a per-customer filter it returns too few rows, and an exact scan of one customer's
+# thousand facts is ~1-4 ms (measured in bench/memory_recall.py). The query vector is converted once,
+# in its own CTE: a cast of a parameter inside the scan would run per row under a generic plan.
 RECALL_SQL = """
-WITH scored AS MATERIALIZED (
-    SELECT id, fact, category, confidence, last_confirmed_at, embedding,
-           GREATEST(1 - (embedding <=> CAST(:query_vector AS halfvec)),
-                    :subject_weight * (1 - (subject_embedding <=> CAST(:query_vector AS halfvec)))) AS similarity
-    FROM memory_facts
-    WHERE company_id = :company_id AND customer_id = :customer_id AND superseded_by IS NULL
-      AND (:all_agents OR agent_id IS NULL OR agent_id = :agent_id)
+WITH query AS MATERIALIZED (SELECT CAST($1::real[] AS halfvec) AS vector
+), scored AS MATERIALIZED (
+    SELECT id, fact, category, confidence, last_confirmed_at, concepts,
+           GREATEST(1 - (embedding <=> query.vector),
+                    $2 * (1 - (subject_embedding <=> query.vector))) AS similarity
+    FROM memory_facts CROSS JOIN query
+    WHERE company_id = $3 AND customer_id = $4 AND superseded_by IS NULL
+      AND ($5 OR agent_id IS NULL OR agent_id = $6)
+), rare AS (
+    SELECT coalesce(array_agg(c), CAST('{}' AS varchar[])) AS concepts FROM (
+        SELECT c FROM scored, unnest(scored.concepts) AS c WHERE c = ANY($7::varchar[])
+        GROUP BY c HAVING count(*) <= $8) AS counted
+), picked AS (
+    (SELECT id FROM scored ORDER BY similarity DESC LIMIT $9)
+    UNION
+    (SELECT id FROM scored WHERE category = 'preference' ORDER BY confidence DESC, last_confirmed_at DESC LIMIT $10)
+    UNION
+    (SELECT id FROM scored WHERE fact ILIKE ANY($11::text[]) ORDER BY similarity DESC LIMIT $12)
+    UNION
+    (SELECT id FROM scored, rare WHERE scored.concepts && rare.concepts ORDER BY similarity DESC LIMIT $12)
 )
-(SELECT id, fact, category, confidence, similarity, CAST(embedding AS real[]) AS vector
- FROM scored ORDER BY similarity DESC LIMIT :semantic)
-UNION ALL
-(SELECT id, fact, category, confidence, similarity, CAST(embedding AS real[]) AS vector
- FROM scored WHERE category = 'preference' ORDER BY confidence DESC, last_confirmed_at DESC LIMIT :preferences)
-UNION ALL
-(SELECT id, fact, category, confidence, similarity, CAST(embedding AS real[]) AS vector
- FROM scored WHERE fact ILIKE ANY(CAST(:patterns AS text[])) ORDER BY similarity DESC LIMIT :identified)
+SELECT s.id, s.fact, s.category, s.confidence, s.similarity, f.token_count,
+       cardinality(ARRAY(SELECT unnest(s.concepts) INTERSECT SELECT unnest(rare.concepts))) AS concept_matches,
+       halfvec_send(f.embedding) AS vector
+FROM scored AS s JOIN picked USING (id) JOIN memory_facts AS f USING (id) CROSS JOIN rare
 """
 
 
@@ -215,61 +242,70 @@ def _like_pattern(token: str) -> str:
     return "%" + token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def recall_parameters(*, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None, query: str,
-                      query_vector: np.ndarray, all_agents: bool = False) -> dict[str, Any]:
-    return {
-        "query_vector": "[" + ",".join(repr(float(x)) for x in query_vector) + "]",
-        "subject_weight": SUBJECT_WEIGHT, "company_id": company_id, "customer_id": customer_id,
-        "all_agents": all_agents, "agent_id": agent_id, "semantic": SEMANTIC_CANDIDATES,
-        "preferences": STANDING_PREFERENCES, "identified": IDENTIFIER_CANDIDATES,
-        "patterns": [_like_pattern(token) for token in sorted(identifiers(query))],
-    }
+def recall_arguments(*, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None, query: str,
+                     query_vector: np.ndarray, all_agents: bool = False) -> tuple[Any, ...]:
+    """RECALL_SQL's positional parameters, in order."""
+    return (np.asarray(query_vector, dtype=np.float32).tolist(), SUBJECT_WEIGHT, company_id, customer_id,
+            all_agents, agent_id, sorted(concepts_of(query)) if CONCEPT_BOOST else [], CONCEPT_MAX_FACTS,
+            SEMANTIC_CANDIDATES, STANDING_PREFERENCES, [_like_pattern(t) for t in sorted(identifiers(query))],
+            IDENTIFIER_CANDIDATES)
 
 
-async def recall(session: AsyncSession | AsyncConnection, *, company_id: uuid.UUID, customer_id: str,
-                 agent_id: uuid.UUID | None, query: str, query_vector: np.ndarray,
-                 all_agents: bool = False) -> list[RecalledFact]:
-    """The facts about `query`, relevant and diverse first, then the customer's standing preferences."""
-    parameters = recall_parameters(company_id=company_id, customer_id=customer_id, agent_id=agent_id, query=query,
-                                   query_vector=query_vector, all_agents=all_agents)
-    rows = (await session.execute(text(RECALL_SQL), parameters)).all()
+class Fetcher(Protocol):
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+async def recall(connection: Fetcher, *, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None,
+                 query: str, query_vector: np.ndarray, all_agents: bool = False) -> list[RecalledFact]:
+    """The facts about `query`, relevant and diverse first, then the customer's standing preferences.
+
+    `connection` is an asyncpg connection (the pool's driver connection, outside any transaction)."""
+    arguments = recall_arguments(company_id=company_id, customer_id=customer_id, agent_id=agent_id, query=query,
+                                 query_vector=query_vector, all_agents=all_agents)
+    rows = await connection.fetch(RECALL_SQL, *arguments)
     wanted = identifiers(query)
-    relevant: dict[uuid.UUID, tuple[RecalledFact, Any]] = {}
-    standing: dict[uuid.UUID, RecalledFact] = {}
-    for fact_id, fact, category, confidence, similarity, vector in rows:
-        shared = bool(wanted & identifiers(fact))
-        score = (float(similarity) + (IDENTIFIER_BOOST if shared else 0.0)
+    relevant: list[RecalledFact] = []
+    vectors: list[bytes] = []
+    standing: list[RecalledFact] = []
+    for fact_id, fact, category, confidence, similarity, tokens, concept_matches, vector in rows:
+        shared = bool(wanted) and bool(wanted & identifiers(fact))
+        score = (similarity + (IDENTIFIER_BOOST if shared else 0.0) + CONCEPT_BOOST * concept_matches
                  + (ATTRIBUTE_PRIOR if category != "history" else 0.0))
-        recalled = RecalledFact(fact_id, fact, category, float(confidence), score, float(similarity))
-        if shared or similarity >= MIN_RELEVANCE:
-            relevant[fact_id] = (recalled, vector)
+        recalled = RecalledFact(fact_id, fact, category, confidence, score, similarity, tokens)
+        if shared or concept_matches or similarity >= MIN_RELEVANCE:
+            relevant.append(recalled)
+            vectors.append(vector)
         elif category == "preference":
-            standing[fact_id] = recalled
-    ranked = diversify(list(relevant.values()))
+            standing.append(recalled)
+    ranked = diversify(relevant, vectors)
     # Standing preferences that are not about this message still come, after the relevant facts.
-    return ranked + sorted(standing.values(), key=lambda f: f.confidence, reverse=True)
+    return ranked + sorted(standing, key=lambda f: f.confidence, reverse=True)
 
 
-def diversify(candidates: list[tuple[RecalledFact, Any]]) -> list[RecalledFact]:
+def halfvec_matrix(vectors: list[bytes]) -> np.ndarray:
+    """Rows of halfvec_send() output (int16 dimensions, int16 unused, big-endian float16s) as float32."""
+    raw = np.frombuffer(b"".join(vectors), dtype=np.uint8).reshape(len(vectors), -1)[:, 4:]
+    return np.ascontiguousarray(raw).view(">f2").astype(np.float32)
+
+
+def diversify(facts: list[RecalledFact], vectors: list[bytes]) -> list[RecalledFact]:
     """Maximal marginal relevance: a customer's hundred store visits must not fill every slot ahead of
     the one fact about their wheelchair. Each pick maximises
     `DIVERSITY_LAMBDA * score - (1 - DIVERSITY_LAMBDA) * (similarity to the closest fact already picked)`."""
-    if len(candidates) <= 1 or DIVERSITY_LAMBDA >= 1.0:
-        return sorted((fact for fact, _ in candidates), key=lambda f: f.score, reverse=True)
-    facts = [fact for fact, _ in candidates]
-    matrix = np.asarray([np.asarray(vector, dtype=np.float32) for _, vector in candidates])
+    if len(facts) <= 1 or DIVERSITY_LAMBDA >= 1.0:
+        return sorted(facts, key=lambda f: f.score, reverse=True)
+    matrix = halfvec_matrix(vectors)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     pairwise = matrix @ matrix.T
-    scores = np.asarray([fact.score for fact in facts], dtype=np.float32)
-    closest = np.full(len(facts), -1.0, dtype=np.float32)
-    remaining = list(range(len(facts)))
+    marginal = DIVERSITY_LAMBDA * np.asarray([fact.score for fact in facts], dtype=np.float32)
+    penalty = np.zeros(len(facts), dtype=np.float32)
+    taken = np.zeros(len(facts), dtype=bool)
     order: list[int] = []
-    while remaining:
-        marginal = DIVERSITY_LAMBDA * scores[remaining] - (1 - DIVERSITY_LAMBDA) * np.maximum(closest[remaining], 0)
-        pick = remaining[int(np.argmax(marginal))]
+    for _ in range(len(facts)):
+        pick = int(np.argmax(np.where(taken, -np.inf, marginal - penalty)))
         order.append(pick)
-        remaining.remove(pick)
-        closest = np.maximum(closest, pairwise[pick])
+        taken[pick] = True
+        penalty = np.maximum(penalty, (1 - DIVERSITY_LAMBDA) * np.maximum(pairwise[pick], 0))
     return [facts[i] for i in order]
 
 

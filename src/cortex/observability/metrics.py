@@ -62,6 +62,12 @@ class Metrics:
                                        ["action"], buckets=_MS_BUCKETS, registry=r)
         self.ingestion_chunks = Counter("cortex_ingestion_chunks", "Knowledge chunks embedded and stored",
                                         ["embedding_model"], registry=r)
+        # Customer memory extraction (after each reply): one run per turn, by how it ended, and what
+        # happened to the facts it returned. Both label sets are fixed lists (cortex.memory.component).
+        self.memory_extraction_runs = Counter("cortex_memory_extraction_runs", "Memory extraction runs by outcome",
+                                              ["outcome"], registry=r)
+        self.memory_facts = Counter("cortex_memory_facts", "Extracted facts by what storing them did",
+                                    ["action"], registry=r)
 
     def record_ingested_chunks(self, count: int, embedding_model: str) -> None:
         """Called by knowledge ingestion once a source's chunks are stored."""

@@ -103,6 +103,15 @@ class Telemetry:
             m.semantic_cache_misses.labels(agent_id=agent_id).inc()
         span.set_attributes(_chat_attributes(ctx, agent_id, tier, outcome))
 
+    # --- customer memory -----------------------------------------------------------------------------
+
+    def memory_extraction(self, outcome: str, facts: dict[str, int] | None = None) -> None:
+        """One extraction run ended with `outcome`; `facts` counts created, confirmed and superseded facts."""
+        self.metrics.memory_extraction_runs.labels(outcome=outcome).inc()
+        for action, number in (facts or {}).items():
+            if number:
+                self.metrics.memory_facts.labels(action=action).inc(number)
+
     # --- model calls ---------------------------------------------------------------------------------
 
     @contextmanager
