@@ -199,3 +199,32 @@ async def test_a_concept_named_by_message_and_fact_adds_score_unless_many_facts_
     # History facts get no attribute prior: any boost would show as a score above the similarity.
     deltas = [recalled[v][0] - recalled[v][1] for v in visits if v in recalled]
     assert deltas and all(delta == 0.0 for delta in deltas)
+
+
+async def test_a_customer_without_facts_costs_no_embedding(client: httpx.AsyncClient, tenant: Tenant,
+                                                           runtime: Runtime, memory: MemoryComponent,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = await create_agent(client, tenant)
+    embedded: list[str] = []
+    original = runtime.embedder.embed_query
+
+    async def counting(text: str, model: str = "minilm") -> object:
+        embedded.append(text)
+        return await original(text, model)
+
+    monkeypatch.setattr(runtime.embedder, "embed_query", counting)
+    agent_id = uuid.UUID(agent["id"])
+    assert await memory.recall(company_id=tenant.company_id, agent_id=agent_id, customer_id="cust-new",
+                               query="Where is my parcel?", token_budget=500) == []
+    assert embedded == []
+    # Another customer's fact, or one scoped to another agent, does not count as this customer's.
+    await save(client, tenant, "cust-other", "Lives in Jeddah.")
+    other_agent = await create_agent(client, tenant)
+    await save(client, tenant, "cust-new", "Prefers email.", agent_id=other_agent["id"])
+    assert await memory.recall(company_id=tenant.company_id, agent_id=agent_id, customer_id="cust-new",
+                               query="Where is my parcel?", token_budget=500) == []
+    assert embedded == []
+    await save(client, tenant, "cust-new", "Lives in Riyadh.")
+    recalled = await memory.recall(company_id=tenant.company_id, agent_id=agent_id, customer_id="cust-new",
+                                   query="Where do I live?", token_budget=500)
+    assert [f.fact for f in recalled][:1] == ["Lives in Riyadh."] and embedded == ["Where do I live?"]

@@ -93,12 +93,15 @@ class MemoryComponent:
 
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
-        vector = await self.runtime.embedder.embed_query(query)  # shared with the cache check and retrieval
-        # One read-only statement on the pooled asyncpg connection itself, outside any transaction (no
-        # BEGIN/COMMIT round trips); asyncpg keeps it prepared per connection.
+        # Read-only statements on the pooled asyncpg connection itself, outside any transaction (no
+        # BEGIN/COMMIT round trips); asyncpg keeps them prepared per connection.
         async with self.runtime.database.connect().connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None  # a checked-out connection always has its asyncpg connection
+            if not await repository.has_recallable_facts(driver, company_id=company_id, customer_id=customer_id,
+                                                         agent_id=agent_id):
+                return []
+            vector = await self.runtime.embedder.embed_query(query)  # shared with the cache check and retrieval
             recalled = await repository.recall(driver, company_id=company_id,
                                                customer_id=customer_id, agent_id=agent_id, query=query,
                                                query_vector=vector)

@@ -254,6 +254,22 @@ def recall_arguments(*, company_id: uuid.UUID, customer_id: str, agent_id: uuid.
 class Fetcher(Protocol):
     async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+# Most chats come from customers with nothing remembered yet: one index probe spares them the query
+# embedding (~10 ms of CPU here) and the recall statement.
+HAS_RECALLABLE_FACTS_SQL = """
+SELECT EXISTS (SELECT 1 FROM memory_facts
+               WHERE company_id = $1 AND customer_id = $2 AND superseded_by IS NULL
+                 AND (agent_id IS NULL OR agent_id = $3))
+"""
+
+
+async def has_recallable_facts(connection: Fetcher, *, company_id: uuid.UUID, customer_id: str,
+                               agent_id: uuid.UUID | None) -> bool:
+    return bool(await connection.fetchval(HAS_RECALLABLE_FACTS_SQL, company_id, customer_id, agent_id))
+
 
 async def recall(connection: Fetcher, *, company_id: uuid.UUID, customer_id: str, agent_id: uuid.UUID | None,
                  query: str, query_vector: np.ndarray, all_agents: bool = False) -> list[RecalledFact]:
