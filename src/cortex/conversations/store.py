@@ -5,14 +5,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import Conversation, Message
 from cortex.kit.errors import InvalidInput, NotFound
 from cortex.pipeline.ports import HistoryTurn
+
+# The tables themselves: Core inserts by column name ("metadata", not the attribute `metadata_`).
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
 
 
 async def open_conversation(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID,
@@ -32,6 +37,110 @@ async def open_conversation(session: AsyncSession, *, company_id: uuid.UUID, age
     if conversation.agent_id != agent_id:
         conversation.agent_id = agent_id  # a hand-over between agents continues the same thread
     return conversation
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """What `check_conversation` found; `store_turn` writes what it implies, in one transaction."""
+
+    existed: bool
+    agent_changed: bool
+
+
+async def check_conversation(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID,
+                             conversation_id: uuid.UUID, customer_id: str) -> ConversationState:
+    """`open_conversation`'s checks without its writes: the chat pipeline stores the turn later, at once."""
+    row = (await session.execute(
+        select(Conversation.company_id, Conversation.customer_id, Conversation.agent_id)
+        .where(Conversation.id == conversation_id)
+    )).first()
+    if row is None:
+        return ConversationState(existed=False, agent_changed=False)
+    if row.company_id != company_id:
+        raise NotFound("conversation not found")  # another company's: indistinguishable from none
+    if row.customer_id != customer_id:
+        raise InvalidInput("conversation_id", "this conversation belongs to another customer")
+    return ConversationState(existed=True, agent_changed=row.agent_id != agent_id)
+
+
+@dataclass(frozen=True)
+class CustomerTurn:
+    message_id: uuid.UUID
+    company_id: uuid.UUID
+    conversation_id: uuid.UUID
+    agent_id: uuid.UUID
+    customer_id: str
+    content: str
+    channel: str
+    request_id: str
+    metadata: dict[str, Any]
+
+
+async def store_turn(session: AsyncSession, turn: CustomerTurn, state: ConversationState, *, status: str,
+                     error: str | None = None, reply_id: uuid.UUID | None = None,
+                     reply: ReplyRecord | None = None) -> None:
+    """The conversation (created or touched) and the customer's message, with the reply when there is one.
+
+    Core statements, not ORM units of work: this runs on every chat, and a cache hit stores its whole
+    turn here in one transaction of two or three statements.
+    """
+    if not state.existed:
+        # A concurrent first message on the same new conversation may have created it meanwhile.
+        await session.execute(pg_insert(CONVERSATIONS).values({
+            "id": turn.conversation_id, "company_id": turn.company_id, "agent_id": turn.agent_id,
+            "customer_id": turn.customer_id, "channel": turn.channel, "metadata": {},
+        }).on_conflict_do_nothing(index_elements=["id"]))
+    elif state.agent_changed or reply is not None:
+        values: dict[str, Any] = {"updated_at": func.now()}
+        if state.agent_changed:
+            values["agent_id"] = turn.agent_id  # a hand-over between agents continues the same thread
+        await session.execute(update(Conversation).where(Conversation.id == turn.conversation_id,
+                                                         Conversation.company_id == turn.company_id)
+                              .values(**values))
+    rows = [_message_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
+                         turn.request_id, message_id=turn.message_id, role="customer", content=turn.content,
+                         status=status, error=error, metadata=turn.metadata, created_at=func.now())]
+    if reply is not None:
+        assert reply_id is not None
+        # now() is the transaction's start, clock_timestamp() the moment of the insert: the reply sorts
+        # after its question even though both rows are written together.
+        rows.append(_reply_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
+                               turn.request_id, reply_id, reply, created_at=func.clock_timestamp()))
+    await session.execute(insert(MESSAGES).values(rows))
+
+
+def _message_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str,
+                 channel: str, request_id: str, *, message_id: uuid.UUID, role: str, content: str, status: str,
+                 error: str | None, metadata: dict[str, Any], created_at: Any) -> dict[str, Any]:
+    # Every column given: a multi-row VALUES needs the same keys in each row.
+    return {
+        "id": message_id, "company_id": company_id, "conversation_id": conversation_id, "agent_id": agent_id,
+        "customer_id": customer_id, "role": role, "content": content, "status": status, "channel": channel,
+        "request_id": request_id, "error": error, "model_used": None, "tier": None, "tier_reason": None,
+        "tokens_input": 0, "tokens_output": 0, "cost_usd": Decimal(0), "latency_ms": None,
+        "step_timings": {}, "context_tokens": {}, "actions_executed": [], "tool_calls": [], "tool_rounds": 0,
+        "cached": False, "cache_similarity": None, "cache_entry_id": None, "config_cache_hit": None,
+        "llm_latency_ms": None, "metadata": metadata, "cache_checked": None, "created_at": created_at,
+    }
+
+
+def _reply_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str,
+               channel: str, request_id: str, reply_id: uuid.UUID, record: ReplyRecord,
+               created_at: Any) -> dict[str, Any]:
+    row = _message_row(company_id, conversation_id, agent_id, customer_id, channel, request_id,
+                       message_id=reply_id, role="assistant", content=record.content, status="ok", error=None,
+                       metadata=record.metadata, created_at=created_at)
+    row.update(
+        model_used=record.model_used, tier=record.tier, tier_reason=record.tier_reason,
+        tokens_input=record.tokens_input, tokens_output=record.tokens_output,
+        cost_usd=Decimal(str(round(record.cost_usd, 8))), latency_ms=record.latency_ms,
+        step_timings=record.step_timings, context_tokens=record.context_tokens,
+        actions_executed=record.actions_executed, tool_calls=record.tool_calls, tool_rounds=record.tool_rounds,
+        cached=record.cached, cache_similarity=record.cache_similarity, cache_entry_id=record.cache_entry_id,
+        config_cache_hit=record.config_cache_hit, llm_latency_ms=record.llm_latency_ms,
+        cache_checked=record.cache_checked,
+    )
+    return row
 
 
 async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
@@ -109,6 +218,18 @@ async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversatio
                           .values(updated_at=func.now()))
     await session.flush()
     return reply
+
+
+async def store_reply(session: AsyncSession, turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord) -> None:
+    """`add_reply` for a turn whose customer message `store_turn` stored earlier, in Core statements."""
+    await session.execute(insert(MESSAGES).values(_reply_row(
+        turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel, turn.request_id,
+        reply_id, record, created_at=func.now())))
+    await session.execute(update(Message).where(Message.id == turn.message_id, Message.company_id == turn.company_id)
+                          .values(status="ok"))
+    await session.execute(update(Conversation).where(Conversation.id == turn.conversation_id,
+                                                     Conversation.company_id == turn.company_id)
+                          .values(updated_at=func.now()))
 
 
 async def mark_failed(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID, error: str) -> None:

@@ -32,6 +32,11 @@ class Embedder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cortex-embed")
         # Short texts (customer messages) are embedded by several services per request.
         self._query_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        # Queries waiting for the embedding thread, by model: concurrent requests' messages are embedded
+        # together in one batch (one forward pass for many short texts costs little more than for one),
+        # and a text asked for twice at once is embedded once.
+        self._waiting: dict[str, dict[str, asyncio.Future[np.ndarray]]] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
 
     def spec(self, model: str = DEFAULT_EMBEDDING_MODEL) -> EmbeddingModelSpec:
         return resolve_model(model, bge_m3_path=self._bge_m3_path)
@@ -83,11 +88,42 @@ class Embedder:
         if cached is not None:
             self._query_cache.move_to_end(key)
             return cached
-        vector = (await self.embed([text], model))[0]
-        self._query_cache[key] = vector
-        if len(self._query_cache) > _QUERY_CACHE_SIZE:
-            self._query_cache.popitem(last=False)
-        return vector
+        waiting = self._waiting.setdefault(model, {})
+        future = waiting.get(text)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            waiting[text] = future
+            if model not in self._drains:
+                self._drains[model] = asyncio.create_task(self._drain(model), name=f"embed-queries:{model}")
+        # Shielded: one caller giving up must not cancel the batch the others wait on.
+        return await asyncio.shield(future)
+
+    async def _drain(self, model: str) -> None:
+        """Embed what waits, in batches, until nothing does; a batch gathers what arrived meanwhile."""
+        batch: dict[str, asyncio.Future[np.ndarray]] = {}
+        try:
+            while batch := self._waiting.pop(model, {}):
+                texts = list(batch)
+                try:
+                    vectors = await self.embed(texts, model)
+                except Exception as exc:
+                    for future in batch.values():
+                        if not future.done():
+                            future.set_exception(exc)
+                            future.exception()  # retrieved: each waiter raises it; no "never retrieved" log
+                    continue
+                for text, vector in zip(texts, vectors, strict=True):
+                    self._query_cache[(model, text)] = vector
+                    if not batch[text].done():
+                        batch[text].set_result(vector)
+                while len(self._query_cache) > _QUERY_CACHE_SIZE:
+                    self._query_cache.popitem(last=False)
+        finally:
+            del self._drains[model]
+            # Cancelled (shutdown): nobody will embed what is left.
+            for future in [*batch.values(), *self._waiting.pop(model, {}).values()]:
+                if not future.done():
+                    future.cancel()
 
     async def warm_up(self, model: str = DEFAULT_EMBEDDING_MODEL) -> None:
         await self.embed(["warm up"], model)

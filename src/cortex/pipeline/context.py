@@ -60,6 +60,7 @@ class RequestContext:
     config_cache_hit: bool | None = None
     # conversation
     customer_message_id: uuid.UUID | None = None
+    customer_stored: bool = False  # the question is in the database (written with the reply on a cache hit)
     history: list[HistoryTurn] = field(default_factory=list)
     # 02
     profile: CustomerProfile | None = None

@@ -50,41 +50,51 @@ class ChatPipeline:
         ctx = RequestContext(request=request, request_id=request_id, tracer=telemetry.tracer)
         with telemetry.chat(ctx):  # the pipeline's span; its metrics are read from ctx at the end
             await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
-            await self._open_conversation(ctx)
+            turn, state = await self._open_conversation(ctx)
             try:
-                return await self._services(ctx)
+                return await self._services(ctx, turn, state)
             except (Exception, asyncio.CancelledError) as exc:
                 # Shielded: a client that hung up must still leave its message marked failed.
-                await asyncio.shield(self._mark_failed(ctx, exc))
+                await asyncio.shield(self._mark_failed(ctx, turn, state, exc))
                 raise
 
-    async def _open_conversation(self, ctx: RequestContext) -> None:
+    async def _open_conversation(self, ctx: RequestContext) -> tuple[store.CustomerTurn, store.ConversationState]:
+        """Reads only (checks, profile, history): the turn is written once the cache has answered or not.
+
+        A cache hit then stores conversation, question and reply in one transaction; otherwise the
+        question is stored before the model is called, as before.
+        """
         request, agent = ctx.request, ctx.config
         async with self.runtime.database.session() as session:
-            await store.open_conversation(session, company_id=ctx.company_id, agent_id=agent.id,
-                                          conversation_id=request.conversation_id, customer_id=request.customer_id,
-                                          channel=request.channel)
+            state = await store.check_conversation(session, company_id=ctx.company_id, agent_id=agent.id,
+                                                   conversation_id=request.conversation_id,
+                                                   customer_id=request.customer_id)
             ctx.profile = await memory_recall.load_profile(session, ctx.company_id, request.customer_id)
             ctx.history = await store.recent_history(session, ctx.company_id, request.conversation_id,
-                                                     agent.settings.history_turns)
-            message = await store.add_customer_message(
-                session, company_id=ctx.company_id, conversation_id=request.conversation_id, agent_id=agent.id,
-                customer_id=request.customer_id, content=request.message, channel=request.channel,
-                request_id=ctx.request_id, metadata=request.metadata)
-            ctx.customer_message_id = message.id
+                                                     agent.settings.history_turns) if state.existed else []
+        ctx.customer_message_id = uuid.uuid4()
+        turn = store.CustomerTurn(
+            message_id=ctx.customer_message_id, company_id=ctx.company_id, conversation_id=request.conversation_id,
+            agent_id=agent.id, customer_id=request.customer_id, content=request.message, channel=request.channel,
+            request_id=ctx.request_id, metadata=request.metadata)
+        return turn, state
 
-    async def _mark_failed(self, ctx: RequestContext, exc: BaseException) -> None:
-        if ctx.customer_message_id is None:
-            return
+    async def _mark_failed(self, ctx: RequestContext, turn: store.CustomerTurn, state: store.ConversationState,
+                           exc: BaseException) -> None:
         detail = exc.detail if isinstance(exc, CortexError) else type(exc).__name__
+        error = f"{detail} (request {ctx.request_id})"
         try:
             async with self.runtime.database.session() as session:
-                await store.mark_failed(session, company_id=ctx.company_id, message_id=ctx.customer_message_id,
-                                        error=f"{detail} (request {ctx.request_id})")
+                if ctx.customer_stored:
+                    await store.mark_failed(session, company_id=ctx.company_id, message_id=turn.message_id,
+                                            error=error)
+                else:  # failed before the question was stored: store it, failed
+                    await store.store_turn(session, turn, state, status="failed", error=error[:2000])
         except Exception:
-            logger.exception("could not mark message %s failed", ctx.customer_message_id)
+            logger.exception("could not mark message %s failed", turn.message_id)
 
-    async def _services(self, ctx: RequestContext) -> ChatResponse:
+    async def _services(self, ctx: RequestContext, turn: store.CustomerTurn,
+                        state: store.ConversationState) -> ChatResponse:
         runtime, settings = self.runtime, self.runtime.settings
         model, window = token_optimizer.token_model(ctx.config, settings)
         await memory_recall.recall(ctx, runtime, window)
@@ -93,18 +103,25 @@ class ChatPipeline:
         await cache_check.check(ctx, runtime)
         if ctx.cache_hit is not None:
             ctx.reply, ctx.model_used = ctx.cache_hit.answer, CACHE_MODEL_NAME
-            await self._store_reply(ctx)
+            async with runtime.database.session() as session:
+                await store.store_turn(session, turn, state, status="ok", reply_id=uuid.uuid4(),
+                                       reply=self._reply_record(ctx))
+            ctx.customer_stored = True
             return self._response(ctx)
+        async with runtime.database.session() as session:
+            await store.store_turn(session, turn, state, status="pending")
+        ctx.customer_stored = True
         model_router.route(ctx, settings)
         await agent_compiler.compile_and_answer(ctx, runtime, self.tools, self.responder)
-        reply_id = await self._store_reply(ctx)
+        reply_id = uuid.uuid4()
+        async with runtime.database.session() as session:
+            await store.store_reply(session, turn, reply_id, self._reply_record(ctx))
         await post_actions.run(ctx, runtime, self.tools, self.background, reply_id)
         return self._response(ctx)
 
-    async def _store_reply(self, ctx: RequestContext) -> uuid.UUID:
-        assert ctx.customer_message_id is not None
+    def _reply_record(self, ctx: RequestContext) -> store.ReplyRecord:
         hit = ctx.cache_hit
-        record = store.ReplyRecord(
+        return store.ReplyRecord(
             content=ctx.reply, model_used=ctx.model_used, tier=ctx.tier, tier_reason=ctx.tier_reason,
             tokens_input=ctx.tokens_input, tokens_output=ctx.tokens_output, cost_usd=ctx.cost_usd,
             latency_ms=ctx.elapsed_ms(), step_timings=dict(ctx.timings), context_tokens=self._context_tokens(ctx),
@@ -115,13 +132,6 @@ class ChatPipeline:
             llm_latency_ms=round(ctx.llm_latency_ms, 3) if ctx.model_used not in ("offline", "cache") else None,
             metadata={"notes": ctx.notes, "dropped": ctx.budget.dropped, "truncated": ctx.budget.truncated},
         )
-        request = ctx.request
-        async with self.runtime.database.session() as session:
-            reply = await store.add_reply(
-                session, company_id=ctx.company_id, conversation_id=request.conversation_id,
-                agent_id=ctx.config.id, customer_id=request.customer_id, channel=request.channel,
-                request_id=ctx.request_id, customer_message_id=ctx.customer_message_id, record=record)
-        return reply.id
 
     @staticmethod
     def _context_tokens(ctx: RequestContext) -> dict[str, float]:
