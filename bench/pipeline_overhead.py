@@ -133,7 +133,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     api_base = f"http://127.0.0.1:{llm_port}/v1"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT), "DATABASE_URL": database_url,
            "CORTEX_DATA_DIR": str(workdir / "home"), "CORTEX_LLM_API_BASE": api_base, "CORTEX_LLM_API_KEY": "sk-x",
-           "CORTEX_RATE_LIMIT_PER_MINUTE": "1000000", "HF_HUB_OFFLINE": "1"}
+           "CORTEX_RATE_LIMIT_PER_MINUTE": "1000000", "HF_HUB_OFFLINE": "1",
+           # Fact extraction is a second model call after each reply, off the response path; the baseline
+           # makes no such call, so on two cores it would only add load to what is measured here.
+           "CORTEX_MEMORY_EXTRACTION": "true" if args.with_extraction else "false"}
     for tier in ("SPEED", "NANO", "SONNET", "COMPLEX", "SEARCH"):
         env[f"CORTEX_MODEL_{tier}"] = MODEL
     processes = [
@@ -212,6 +215,7 @@ async def measure(args: argparse.Namespace, cortex: str, api_base: str, company_
         "benchmark": "pipeline_overhead",
         "baseline": "litellm.acompletion straight to the scripted LLM server (same messages, same run)",
         "requests": args.requests, "faqs": 50, "concurrency": args.concurrency,
+        "memory_extraction": args.with_extraction,
         "cortex_chat_ms": {"p50": percentile(cortex_ms, 50), "p95": percentile(cortex_ms, 95)},
         "direct_litellm_ms": {"p50": percentile(direct_ms, 50), "p95": percentile(direct_ms, 95)},
         "added_ms": {"p50": percentile(added, 50), "p95": percentile(added, 95),
@@ -227,6 +231,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--with-extraction", action="store_true",
+                        help="keep automatic memory extraction on (a second model call per chat, in the background)")
     result = run(parser.parse_args())
     print(json.dumps(result, indent=2))
 
