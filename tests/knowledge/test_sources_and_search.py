@@ -382,3 +382,54 @@ async def test_every_lexical_ranking_finds_english_and_arabic(client: httpx.Asyn
                 company_id=tenant.company_id, source_ids=[uuid.UUID(source["id"])], query=query, top_k=1,
                 mode="lexical", tuning=tuning)
             assert hits and expected in hits[0].text, (rank_function, query, hits)
+
+
+async def test_retrieval_costs_nothing_for_an_agent_without_live_knowledge(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chat pipeline calls retrieve on every message: an agent without knowledge must not pay for it."""
+    from sqlalchemy import event
+
+    from cortex.knowledge.service import KnowledgeComponent
+    from cortex.pipeline.ports import KNOWLEDGE
+
+    component = runtime.components[KNOWLEDGE]
+    assert isinstance(component, KnowledgeComponent)
+    statements: list[str] = []
+    embedded: list[str] = []
+    real_embed_query = runtime.embedder.embed_query
+
+    async def counting_embed_query(query: str, model: str = "minilm") -> Any:
+        embedded.append(query)
+        return await real_embed_query(query, model)
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    monkeypatch.setattr(runtime.embedder, "embed_query", counting_embed_query)
+    engine = runtime.database.engine
+    assert engine is not None
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        class Bare:
+            knowledge_source_ids: list[uuid.UUID] = []
+
+        assert await component.retrieve(company_id=tenant.company_id, agent=Bare(), query="hours?", top_k=5) == []
+        assert statements == [] and embedded == []
+
+        # Linked to a source that has no chunk set yet: one lookup, no embedding, no search.
+        source = await make_source(client, tenant)
+        statements.clear()
+
+        class Linked:
+            knowledge_source_ids = [uuid.UUID(source["id"])]
+
+        assert await component.retrieve(company_id=tenant.company_id, agent=Linked(), query="hours?", top_k=5) == []
+        assert embedded == [] and len(statements) == 1, statements
+
+        # Once the source has chunks, the same call embeds the query and searches.
+        await ingest_file(client, tenant, source["id"], upload(runtime, "hours.md", b"# Hours\n\nOpen at 08:30."))
+        statements.clear()
+        hits = await component.retrieve(company_id=tenant.company_id, agent=Linked(), query="hours?", top_k=5)
+        assert hits and embedded == ["hours?"] and len(statements) > 1
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
