@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 from cortex.db.models import KnowledgeChunk, KnowledgeSource
 from cortex.embeddings.embedder import Embedder
 from cortex.kit.runtime import Runtime
+from cortex.knowledge.retrieval import reads_script
 from tests.knowledge.documents import docx_bytes
 from tests.knowledge.test_ingestion import DOCX_PARAGRAPHS, ingest_file, make_source, search, upload
 from tests.observability.test_metrics import parse, value
@@ -258,6 +259,16 @@ async def test_arabic_text_is_found_lexically_and_hybrid(client: httpx.AsyncClie
         hits = await search(client, tenant, agent["id"], "هل يمكن إرجاع المنتجات؟", top_k=1, mode=mode)
         assert hits and "ثلاثين" in hits[0]["text"], mode
         assert hits[0]["heading_path"] == ["سياسة الإرجاع"]
+
+
+def test_fusion_follows_whether_the_embedding_model_reads_the_query() -> None:
+    # MiniLM was trained on English: min-max fusion only when most letters are Latin, reciprocal ranks
+    # (robust to a blind dense list) otherwise; multilingual models read everything.
+    assert reads_script("minilm", "When does the Nebula store open?")
+    assert reads_script("minilm", "Où est ma commande ORD-1234 ?")
+    assert not reads_script("minilm", "هل يمكن إرجاع المنتجات؟")
+    assert not reads_script("minilm", "ORD-1234 هل وصل طلبي")
+    assert reads_script("bge-m3", "هل يمكن إرجاع المنتجات؟") and reads_script("minilm", "12345 ?")
 
 
 async def test_dense_query_can_use_the_models_hnsw_index(client: httpx.AsyncClient, tenant: Tenant,

@@ -39,12 +39,16 @@ _MAX_QUERY_WORDS = 64
 @dataclass(frozen=True)
 class RetrievalTuning:
     """Knobs measured by bench/retrieval_scifact.py (SciFact train, 809 queries, nDCG@10, 200 candidates
-    per list): plain RRF 0.721, RRF 0.4 dense 0.724, RRF 0.7 dense 0.714 (the default), min-max weighted
-    0.5 dense 0.734 (full-text: idf ranking, headings unweighted). Min-max is not the default: on a
-    short list it maps the worst dense hit to 0 however close it is, so a model that is blind to a
-    language (MiniLM and Arabic) outvotes an exact full-text match; reciprocal ranks do not."""
+    per list): plain RRF 0.721, RRF 0.4 dense 0.724, RRF 0.7 dense 0.714, min-max weighted 0.5 dense
+    0.734 (full-text: idf ranking, headings unweighted); the retriever's default ("by_script") 0.728.
+    Min-max is used only where the model reads the query: on a short list it maps the worst dense hit
+    to 0 however close it is, so a model that is blind to a language (MiniLM and Arabic) would outvote
+    an exact full-text match; reciprocal ranks do not."""
 
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    # "by_script": min-max weighted fusion (weighted_dense_weight) when every embedding model searched
+    # reads the query's script, reciprocal ranks (dense_weight) otherwise — MiniLM reads Latin script only.
+    fusion: Literal["rrf", "weighted", "by_script"] = "by_script"
+    weighted_dense_weight: float = 0.6
     rrf_k: int = 60
     # Share of the dense list in the fused score (RRF: weight of its reciprocal ranks; weighted:
     # weight of its min-max normalised scores). 0.5 is plain, unweighted fusion. SciFact's claims share
@@ -52,7 +56,7 @@ class RetrievalTuning:
     # do you open?" for a chunk about opening hours), which the dense list catches, so it keeps the lead.
     dense_weight: float = 0.7
     # Candidates each list contributes to the fusion (at least top_k).
-    candidates: int = 50
+    candidates: int = 100
     # ts_rank weights for {D, C, B, A}: headings are weight A, body text B. Equal: on the whole SciFact
     # corpus a heavier title (A=1.0) cost idf full-text search 0.05 nDCG@10 (0.632 against 0.682).
     lexical_weights: tuple[float, float, float, float] = (0.1, 0.2, 0.4, 0.4)
@@ -101,6 +105,18 @@ def _vector_literal(vector: np.ndarray) -> str:
 def _rows(result: Any, score_of: Any) -> list[ScoredChunk]:
     return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)))
             for r in result]
+
+
+# Embedding models trained on many languages; MiniLM (all-MiniLM-L6-v2) was trained on English only.
+MULTILINGUAL_MODELS = frozenset({"bge-m3", "openai", "cohere"})
+
+
+def reads_script(model: str, query: str) -> bool:
+    """Whether `model`'s vectors mean something for this query: for MiniLM, most of its letters Latin."""
+    if model in MULTILINGUAL_MODELS:
+        return True
+    letters = [ch for ch in query if ch.isalpha()]
+    return not letters or sum(ch < "\u0250" for ch in letters) * 2 >= len(letters)
 
 
 def rrf(lists: list[tuple[list[ScoredChunk], float]], k: int) -> list[ScoredChunk]:
@@ -193,8 +209,13 @@ class KnowledgeRetriever:
                 lists.append((lexical, 1.0 - tuning.dense_weight))
         if len(lists) == 1:
             return lists[0][0][:top_k]
-        fused = rrf(lists, tuning.rrf_k) if tuning.fusion == "rrf" else weighted(lists)
-        return fused[:top_k]
+        if tuning.fusion == "by_script" and all(reads_script(model, query) for model in vectors):
+            (dense_list, _), (lexical_list, _) = lists
+            share = tuning.weighted_dense_weight
+            return weighted([(dense_list, share), (lexical_list, 1.0 - share)])[:top_k]
+        if tuning.fusion == "weighted":
+            return weighted(lists)[:top_k]
+        return rrf(lists, tuning.rrf_k)[:top_k]
 
     async def _embed_query(self, query: str, model: str) -> np.ndarray | None:
         """None when the model cannot embed right now (a hosted provider down): the chunks of that model
