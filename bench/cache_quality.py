@@ -60,6 +60,7 @@ from cortex.cache.service import (  # noqa: E402
     SemanticCache,
     Tuning,
 )
+from cortex.db.admin import create_database  # noqa: E402
 from cortex.db.embedded import EmbeddedPostgres  # noqa: E402
 from cortex.db.migrate import upgrade  # noqa: E402
 from cortex.kit.runtime import Runtime  # noqa: E402
@@ -495,19 +496,6 @@ async def measure_chat(args: argparse.Namespace, cortex_url: str, proxy_url: str
 
 # --- main ----------------------------------------------------------------------------------------
 
-async def create_database(server_url: str, name: str) -> str:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from cortex.db.url import async_url
-
-    engine = create_async_engine(async_url(server_url), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def in_process(args: argparse.Namespace, database_url: str, workdir: Path) -> dict[str, Any]:

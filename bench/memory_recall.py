@@ -43,6 +43,7 @@ from cortex.agents.schemas import AgentCreate  # noqa: E402
 from cortex.app import build_runtime, close_runtime  # noqa: E402
 from cortex.auth import service as auth  # noqa: E402
 from cortex.conversations import store  # noqa: E402
+from cortex.db.admin import create_database  # noqa: E402
 from cortex.db.embedded import EmbeddedPostgres  # noqa: E402
 from cortex.db.models import MemoryFact  # noqa: E402
 from cortex.kit.runtime import Runtime  # noqa: E402
@@ -599,18 +600,6 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         llm.stop()
 
 
-async def create_database(server_url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from cortex.db.url import async_url
-
-    engine = create_async_engine(async_url(server_url), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from tests.scripted_llm import _free_port  # noqa: E402
 
 from cortex.auth import service as auth  # noqa: E402
 from cortex.auth.schemas import ApiKeyCreate  # noqa: E402
+from cortex.db.admin import create_database  # noqa: E402
 from cortex.db.embedded import EmbeddedPostgres  # noqa: E402
 from cortex.db.engine import Database  # noqa: E402
 from cortex.db.migrate import upgrade  # noqa: E402
@@ -104,19 +105,6 @@ def wait_for(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def create_database(server_url: str, name: str) -> str:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from cortex.db.url import async_url
-
-    engine = create_async_engine(async_url(server_url), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -193,35 +193,8 @@ class ReplyRecord:
     cache_checked: bool | None = None
 
 
-async def add_reply(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                    agent_id: uuid.UUID, customer_id: str, channel: str, request_id: str,
-                    customer_message_id: uuid.UUID, record: ReplyRecord) -> Message:
-    reply = Message(
-        company_id=company_id, conversation_id=conversation_id, agent_id=agent_id, customer_id=customer_id,
-        role="assistant", content=record.content, status="ok", channel=channel, request_id=request_id,
-        model_used=record.model_used, tier=record.tier, tier_reason=record.tier_reason,
-        tokens_input=record.tokens_input, tokens_output=record.tokens_output,
-        cost_usd=Decimal(str(round(record.cost_usd, 8))), latency_ms=record.latency_ms,
-        step_timings=record.step_timings, context_tokens=record.context_tokens,
-        actions_executed=record.actions_executed, tool_calls=record.tool_calls, tool_rounds=record.tool_rounds,
-        cached=record.cached, cache_similarity=record.cache_similarity, cache_entry_id=record.cache_entry_id,
-        config_cache_hit=record.config_cache_hit, llm_latency_ms=record.llm_latency_ms, metadata_=record.metadata,
-        cache_checked=record.cache_checked,
-    )
-    session.add(reply)
-    await session.execute(
-        update(Message).where(Message.id == customer_message_id, Message.company_id == company_id)
-        .values(status="ok")
-    )
-    await session.execute(update(Conversation).where(Conversation.id == conversation_id,
-                                                     Conversation.company_id == company_id)
-                          .values(updated_at=func.now()))
-    await session.flush()
-    return reply
-
-
 async def store_reply(session: AsyncSession, turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord) -> None:
-    """`add_reply` for a turn whose customer message `store_turn` stored earlier, in Core statements."""
+    """The reply of a turn whose customer message `store_turn` stored earlier, in Core statements."""
     await session.execute(insert(MESSAGES).values(_reply_row(
         turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel, turn.request_id,
         reply_id, record, created_at=func.now())))
