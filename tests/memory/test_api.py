@@ -168,12 +168,47 @@ async def test_auth_and_validation(client: httpx.AsyncClient, tenant: Tenant, ru
 async def test_customer_documents_are_the_sources_tagged_with_the_customer(client: httpx.AsyncClient,
                                                                            tenant: Tenant,
                                                                            other_tenant: Tenant) -> None:
+    created = {}
     for owner, name, customer in ((tenant, "Contract of cust-k", "cust-k"), (tenant, "Price list", None),
                                   (other_tenant, "Their cust-k file", "cust-k")):
         response = await client.post("/v1/knowledge/sources", headers=owner.headers, json={
             "name": name, "metadata": {"customer_id": customer} if customer else {}})
         assert response.status_code == 201, response.text
+        created[name] = response.json()["id"]
     body = await view(client, tenant, "cust-k")
     assert body["knowledge_doc_count"] == 1 and body["kb_entry_count"] == 0 and body["kb_entries"] == []
     assert [d["name"] for d in body["knowledge_snippets"]] == ["Contract of cust-k"]
     assert set(body["knowledge_snippets"][0]) == {"source_id", "name", "description", "source_type", "status"}
+    # The entries are the indexed chunks of the customer's documents, never of other sources.
+    await upload(client, tenant, created["Contract of cust-k"], "contract.md", CONTRACT)
+    await upload(client, tenant, created["Price list"], "prices.md", "# Prices\n\nThe router costs 40 dollars.\n")
+    await upload(client, other_tenant, created["Their cust-k file"], "theirs.md",
+                 "# Router\n\nTheir customer rents a router too.\n")
+    body = await view(client, tenant, "cust-k")
+    assert body["kb_entry_count"] == 3 and len(body["kb_entries"]) == 3
+    assert [e["heading_path"][-1] for e in body["kb_entries"]] == ["Term", "Equipment", "Cancellation"]
+    assert all(e["source_id"] == created["Contract of cust-k"] and e["score"] is None for e in body["kb_entries"])
+    assert set(body["kb_entries"][0]) == {"chunk_id", "source_id", "document_ref", "heading_path", "text", "score"}
+    ranked = (await view(client, tenant, "cust-k", "Can I give back the rented router?"))["kb_entries"]
+    assert ranked[0]["heading_path"][-1] == "Equipment" and ranked[0]["score"] > 0
+    assert {e["source_id"] for e in ranked} == {created["Contract of cust-k"]}
+    assert (await view(client, other_tenant, "cust-k"))["kb_entry_count"] == 1
+
+
+CONTRACT = """# Service contract
+
+## Term
+The contract runs for 24 months from 1 March 2026 and renews monthly afterwards.
+
+## Equipment
+The customer rents one fibre router; it must be returned within 30 days after the contract ends.
+
+## Cancellation
+Cancelling before the end of the term costs 50 dollars per remaining month.
+"""
+
+
+async def upload(client: httpx.AsyncClient, tenant: Tenant, source_id: str, name: str, text: str) -> None:
+    response = await client.post(f"/v1/knowledge/sources/{source_id}/files", headers=tenant.headers,
+                                 files={"file": (name, text.encode(), "text/markdown")}, data={"user_id": "u-1"})
+    assert response.status_code == 200 and response.json()["status"] == "completed", response.text

@@ -14,7 +14,6 @@ from cortex.agents.service import build_config
 from cortex.auth.deps import KnowledgeAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
 from cortex.kit.pagination import Page, PageQuery
-from cortex.kit.runtime import Runtime
 from cortex.knowledge import jobs, sources
 from cortex.knowledge.schemas import (
     DocumentsIngestResult,
@@ -34,9 +33,8 @@ from cortex.knowledge.schemas import (
     SearchRequest,
     SearchResults,
 )
-from cortex.knowledge.service import Accepted, Finished, KnowledgeComponent, source_of
+from cortex.knowledge.service import Accepted, Finished, knowledge_component, source_of
 from cortex.knowledge.uploads import save_upload
-from cortex.pipeline.ports import KNOWLEDGE
 
 sources_router = APIRouter(prefix="/v1/knowledge/sources", tags=["knowledge"])
 knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
@@ -80,14 +78,6 @@ async def delete_source(source_id: uuid.UUID, principal: KnowledgeAuth, session:
 
 # --- ingestion ---------------------------------------------------------------------------------------
 
-def _component(runtime: Runtime) -> KnowledgeComponent:
-    component = runtime.components.get(KNOWLEDGE)
-    if not isinstance(component, KnowledgeComponent):
-        component = KnowledgeComponent(runtime)
-        runtime.components[KNOWLEDGE] = component
-    return component
-
-
 def _accepted(accepted: Accepted) -> JSONResponse:
     body = JobAccepted(job_id=accepted.job_id, status="queued", kind=accepted.kind, source_id=accepted.source_id,
                        agent_id=accepted.agent_id)
@@ -107,7 +97,7 @@ def _ingest_response(source_id: uuid.UUID, result: Accepted | Finished) -> JSONR
 
 @knowledge_router.post("/ingest/file", response_model=IngestResult, responses=_FAILED)
 async def ingest_file(body: IngestFileRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
-    result = await _component(runtime).ingest_file(
+    result = await knowledge_component(runtime).ingest_file(
         company_id=principal.company_id, source_id=body.source_id, file_path=body.file_path, user_id=body.user_id,
         embedding_model=body.embedding_model, run_async=body.run_async)
     return _ingest_response(body.source_id, result)
@@ -120,7 +110,7 @@ async def upload_file(source_id: uuid.UUID, principal: KnowledgeAuth, runtime: R
                       user_id: Annotated[str | None, Form(max_length=200)] = None,
                       embedding_model: Annotated[EmbeddingModelName | None, Form()] = None,
                       run_async: Annotated[bool | None, Form(alias="async")] = None) -> JSONResponse:
-    component = _component(runtime)
+    component = knowledge_component(runtime)
     source = await source_of(runtime, principal.company_id, source_id)
     path = await save_upload(runtime.settings, principal.company_id, file)
     result = await component.ingest_path(company_id=principal.company_id, source=source, path=path,
@@ -131,7 +121,7 @@ async def upload_file(source_id: uuid.UUID, principal: KnowledgeAuth, runtime: R
 
 @knowledge_router.post("/ingest/url", response_model=IngestResult, responses=_FAILED)
 async def ingest_url(body: IngestUrlRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
-    result = await _component(runtime).ingest_url(
+    result = await knowledge_component(runtime).ingest_url(
         company_id=principal.company_id, source_id=body.source_id, url=str(body.url), user_id=body.user_id,
         embedding_model=body.embedding_model, run_async=body.run_async)
     return _ingest_response(body.source_id, result)
@@ -141,7 +131,7 @@ async def ingest_url(body: IngestUrlRequest, principal: KnowledgeAuth, runtime: 
 async def ingest_documents(body: IngestDocumentsRequest, principal: KnowledgeAuth,
                            runtime: RuntimeDep) -> JSONResponse:
     principal.require_company(body.company_id)
-    result = await _component(runtime).ingest_agent_documents(
+    result = await knowledge_component(runtime).ingest_agent_documents(
         company_id=principal.company_id, agent_id=body.agent_id, user_id=body.user_id,
         embedding_model=body.embedding_model, run_async=body.run_async)
     if isinstance(result, Accepted):
@@ -157,7 +147,7 @@ async def ingest_documents(body: IngestDocumentsRequest, principal: KnowledgeAut
 
 @knowledge_router.post("/reembed", response_model=ReembedResult, responses=_FAILED)
 async def reembed(body: ReembedRequest, principal: KnowledgeAuth, runtime: RuntimeDep) -> JSONResponse:
-    result = await _component(runtime).reembed_source(
+    result = await knowledge_component(runtime).reembed_source(
         company_id=principal.company_id, source_id=body.source_id, embedding_model=body.embedding_model,
         run_async=body.run_async)
     if isinstance(result, Accepted):
@@ -180,7 +170,7 @@ async def search(body: SearchRequest, principal: KnowledgeAuth, runtime: Runtime
             return await build_config(session, company_id, body.agent_id)
 
     agent = (await runtime.config_cache.get(company_id, body.agent_id, load)).config
-    component = _component(runtime)
+    component = knowledge_component(runtime)
     if body.mode == "hybrid":
         chunks: list[Any] = await component.retrieve(company_id=company_id, agent=agent, query=body.query,
                                                       top_k=body.top_k)

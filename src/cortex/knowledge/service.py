@@ -23,6 +23,7 @@ from cortex.knowledge.chunking import SourceDocument
 from cortex.knowledge.ingestion import IngestionFailed, IngestOutcome, ProgressCallback, ingest_documents, reembed
 from cortex.knowledge.jobs import JobRunner, Work, create_job
 from cortex.knowledge.retrieval import KnowledgeRetriever, RetrievalTuning
+from cortex.pipeline.ports import KNOWLEDGE
 
 # Failures that belong to the input or the model, reported in the result body (never a bare trace).
 EXPECTED_FAILURES = (IngestionFailed, convert.ConversionFailed, convert.FetchFailed)
@@ -242,3 +243,12 @@ def agent_documents(agent: AgentConfig) -> list[SourceDocument]:
         body = "\n\n".join(part for part in (scenario.description, steps) if part) or scenario.name
         documents.append(SourceDocument(f"scenario:{index}", body, ["Scenario", scenario.name]))
     return documents
+
+
+def knowledge_component(runtime: Runtime) -> KnowledgeComponent:
+    """The worker's registered KNOWLEDGE component (registered here when the app wired none)."""
+    component = runtime.components.get(KNOWLEDGE)
+    if not isinstance(component, KnowledgeComponent):
+        component = KnowledgeComponent(runtime)
+        runtime.components[KNOWLEDGE] = component
+    return component

@@ -18,7 +18,14 @@ from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import Float, and_, bindparam, delete, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cortex.db.models import MEMORY_EMBEDDING_DIMENSIONS, Conversation, KnowledgeSource, Message
+from cortex.db.models import (
+    MEMORY_EMBEDDING_DIMENSIONS,
+    Conversation,
+    KnowledgeChunk,
+    KnowledgeChunkSet,
+    KnowledgeSource,
+    Message,
+)
 from cortex.db.models import MemoryFact as FactRow
 from cortex.memory.concepts import concepts_of, fact_concepts
 from cortex.pipeline.token_optimizer import count
@@ -359,6 +366,46 @@ async def customer_documents(session: AsyncSession, company_id: uuid.UUID, custo
         select(KnowledgeSource).where(KnowledgeSource.company_id == company_id,
                                       KnowledgeSource.metadata_["customer_id"].astext == customer_id)
         .order_by(KnowledgeSource.created_at.desc()).limit(100)))
+
+
+def _live_entries(company_id: uuid.UUID, source_ids: list[uuid.UUID]) -> Any:
+    return and_(KnowledgeChunkSet.company_id == company_id, KnowledgeChunkSet.source_id.in_(source_ids),
+                KnowledgeChunkSet.status == "active")
+
+
+async def count_entries(session: AsyncSession, company_id: uuid.UUID, source_ids: list[uuid.UUID]) -> int:
+    """The live knowledge-base entries (indexed chunks) of the customer's documents."""
+    if not source_ids:
+        return 0
+    total = await session.scalar(select(func.coalesce(func.sum(KnowledgeChunkSet.chunk_count), 0))
+                                 .where(_live_entries(company_id, source_ids)))
+    return int(total or 0)
+
+
+@dataclass(frozen=True)
+class Entry:
+    chunk_id: uuid.UUID
+    source_id: uuid.UUID
+    document_ref: str
+    heading_path: list[str]
+    text: str
+    score: float | None
+
+
+async def first_entries(session: AsyncSession, company_id: uuid.UUID, source_ids: list[uuid.UUID],
+                        limit: int) -> list[Entry]:
+    """Without a query: the newest documents' entries, each document in reading order."""
+    if not source_ids:
+        return []
+    rows = (await session.execute(
+        select(KnowledgeChunk.id, KnowledgeChunk.source_id, KnowledgeChunk.document_ref, KnowledgeChunk.heading_path,
+               KnowledgeChunk.text)
+        .join(KnowledgeChunkSet, KnowledgeChunkSet.id == KnowledgeChunk.set_id)
+        .join(KnowledgeSource, KnowledgeSource.id == KnowledgeChunkSet.source_id)
+        .where(_live_entries(company_id, source_ids))
+        .order_by(KnowledgeSource.created_at.desc(), KnowledgeChunk.document_ref, KnowledgeChunk.position)
+        .limit(limit))).all()
+    return [Entry(r.id, r.source_id, r.document_ref, list(r.heading_path), r.text, None) for r in rows]
 
 
 async def get_fact(session: AsyncSession, company_id: uuid.UUID, fact_id: uuid.UUID) -> FactRow | None:

@@ -34,6 +34,18 @@ class KnowledgeSnippet(BaseModel):
     status: str
 
 
+class KbEntry(BaseModel):
+    """One indexed entry (chunk) of a customer's knowledge document; `score` is its relevance to the
+    query, null without one."""
+
+    chunk_id: uuid.UUID
+    source_id: uuid.UUID
+    document_ref: str
+    heading_path: list[str]
+    text: str
+    score: float | None
+
+
 class MemoryPublic(BaseModel):
     customer_id: str
     company_id: uuid.UUID
@@ -42,7 +54,7 @@ class MemoryPublic(BaseModel):
     kb_entry_count: int
     facts: list[FactPublic]
     knowledge_snippets: list[KnowledgeSnippet]
-    kb_entries: list[dict[str, Any]]
+    kb_entries: list[KbEntry]
 
 
 class FactSave(BaseModel):

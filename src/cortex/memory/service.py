@@ -12,6 +12,7 @@ from cortex.auth.deps import ApiPrincipal
 from cortex.db.models import Agent, ApiKey, MemoryAuditRecord
 from cortex.kit.errors import NotFound
 from cortex.kit.runtime import Runtime
+from cortex.knowledge.service import knowledge_component
 from cortex.memory import repository
 from cortex.memory.repository import NewFact
 from cortex.memory.schemas import (
@@ -20,13 +21,15 @@ from cortex.memory.schemas import (
     FactPublic,
     FactSave,
     FactSaved,
+    KbEntry,
     KnowledgeSnippet,
     MemoryPublic,
 )
 from cortex.pipeline.cache_check import cache_port
 
-# The API's memory view lists at most this many facts.
+# The API's memory view lists at most this many facts, and this many knowledge-base entries.
 MAX_LISTED_FACTS = 100
+MAX_LISTED_ENTRIES = 20
 
 
 def customer_ref(company_id: uuid.UUID, customer_id: str) -> str:
@@ -39,15 +42,31 @@ async def memory_view(session: AsyncSession, runtime: Runtime, company_id: uuid.
     facts = await repository.list_facts(session, company_id=company_id, customer_id=customer_id,
                                         query_vector=vector, query=query, limit=MAX_LISTED_FACTS)
     documents = await repository.customer_documents(session, company_id, customer_id)
+    source_ids = [d.id for d in documents]
+    entries = await kb_entries(session, runtime, company_id, source_ids, query)
     return MemoryPublic(
         customer_id=customer_id, company_id=company_id,
         fact_count=await repository.count_active(session, company_id, customer_id),
-        knowledge_doc_count=len(documents), kb_entry_count=0,
+        knowledge_doc_count=len(documents),
+        kb_entry_count=await repository.count_entries(session, company_id, source_ids),
         facts=[FactPublic(id=f.id, fact=f.fact, category=f.category, confidence=f.confidence) for f in facts],
         knowledge_snippets=[KnowledgeSnippet(source_id=d.id, name=d.name, description=d.description,
                                              source_type=d.source_type, status=d.status) for d in documents],
-        kb_entries=[],
+        kb_entries=[KbEntry(chunk_id=e.chunk_id, source_id=e.source_id, document_ref=e.document_ref,
+                            heading_path=e.heading_path, text=e.text, score=e.score) for e in entries],
     )
+
+
+async def kb_entries(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, source_ids: list[uuid.UUID],
+                     query: str | None) -> list[repository.Entry]:
+    """The customer's documents' entries: with a query, the knowledge search's best over those documents
+    only (the same hybrid retrieval the Context Engine uses); without, in reading order."""
+    if not query:
+        return await repository.first_entries(session, company_id, source_ids, MAX_LISTED_ENTRIES)
+    found = await knowledge_component(runtime).retriever.search(
+        company_id=company_id, source_ids=source_ids, query=query, top_k=MAX_LISTED_ENTRIES)
+    return [repository.Entry(c.chunk_id, c.source_id, c.document_ref, list(c.heading_path), c.text, round(c.score, 6))
+            for c in found]
 
 
 async def save_fact(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str,
