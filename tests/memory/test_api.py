@@ -81,6 +81,34 @@ async def test_a_repeated_fact_is_not_duplicated(client: httpx.AsyncClient, tena
     assert (await view(client, tenant, "cust-dup"))["fact_count"] == 2
 
 
+async def test_a_manual_save_with_a_subject_supersedes_the_old_value(client: httpx.AsyncClient, tenant: Tenant,
+                                                                    runtime: Runtime) -> None:
+    old = await save(client, tenant, "cust-s", "The customer's home address is 12 Palm Street, Jeddah.",
+                     subject="Home address", value="12 Palm Street, Jeddah", category="context")
+    unrelated = await save(client, tenant, "cust-s", "The customer prefers Arabic.", category="preference")
+    same = await save(client, tenant, "cust-s", "Customer lives at 12 Palm Street, Jeddah.",
+                      subject="home_address", value="12 palm street, jeddah")
+    assert same == {"customer_id": "cust-s", "fact_id": old["fact_id"], "saved": False}
+    new = await save(client, tenant, "cust-s", "The customer's home address is now 4 Olaya Road, Riyadh.",
+                     subject="home_address", value="4 Olaya Road, Riyadh", category="context")
+    assert new["saved"] is True and new["fact_id"] != old["fact_id"]
+    async with runtime.database.session() as session:
+        row = await session.get(MemoryFact, uuid.UUID(old["fact_id"]))
+        assert row is not None and row.superseded_by == uuid.UUID(new["fact_id"]) and row.superseded_at is not None
+    listed = {f["id"] for f in (await view(client, tenant, "cust-s", "Where do I live?"))["facts"]}
+    assert listed == {new["fact_id"], unrelated["fact_id"]}
+    # Without a value the fact's own text is the value: a different sentence is a new value.
+    later = await save(client, tenant, "cust-s", "The customer moved to 9 Corniche Road, Dammam.",
+                       subject="home_address")
+    assert later["saved"] is True
+    listed = {f["id"] for f in (await view(client, tenant, "cust-s"))["facts"]}
+    assert listed == {later["fact_id"], unrelated["fact_id"]}
+    for bad in ({"subject": ""}, {"subject": "!!"}, {"value": ""}):
+        response = await client.post("/v1/memory/cust-s/save", headers=tenant.headers, json={
+            "company_id": str(tenant.company_id), "fact": "Some fact.", **bad})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] in bad
+
+
 async def test_delete_fact(client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant) -> None:
     saved = await save(client, tenant, "cust-x", "Allergic to peanuts.")
     foreign = await client.delete(f"/v1/memory/fact/{saved['fact_id']}", headers=other_tenant.headers)

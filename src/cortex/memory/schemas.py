@@ -65,6 +65,11 @@ class FactSave(BaseModel):
     confidence: Confidence = 1.0
     source: Annotated[str, Field(min_length=1, max_length=64)] = "manual"
     agent_id: uuid.UUID | None = None
+    # Optional: the attribute the fact sets (home_address, preferred_language). With it, a saved fact
+    # supersedes the customer's stored fact of the same subject when the value differs, as extracted
+    # facts do; without it, a manual save only ever adds or confirms.
+    subject: Annotated[str, Field(min_length=1, max_length=120, pattern=r".*\w.*")] | None = None
+    value: Annotated[str, Field(min_length=1, max_length=2_000)] | None = None
 
 
 class FactSaved(BaseModel):

@@ -75,11 +75,17 @@ async def save_fact(session: AsyncSession, runtime: Runtime, company_id: uuid.UU
         agent = await session.scalar(select(Agent.id).where(Agent.id == data.agent_id, Agent.company_id == company_id))
         if agent is None:
             raise NotFound("agent not found")
-    vector = (await runtime.embedder.embed([data.fact.strip()]))[0]
+    fact = data.fact.strip()
+    subject = repository.normalise_subject(data.subject)
+    # The value decides repeat against contradiction; a fact saved without one is its own value.
+    value = (data.value or fact).strip() if subject else None
+    texts = [fact] + ([repository.subject_words(subject)] if subject else [])
+    vectors = await runtime.embedder.embed(texts)
     await repository.lock_customer(session, company_id, customer_id)
     outcome = await repository.store_fact(session, company_id=company_id, customer_id=customer_id, new=NewFact(
-        fact=data.fact.strip(), category=data.category, confidence=data.confidence, embedding=vector,
-        source=data.source, agent_id=data.agent_id))
+        fact=fact, category=data.category, confidence=data.confidence, embedding=vectors[0],
+        source=data.source, agent_id=data.agent_id, subject=subject, value=value,
+        subject_embedding=vectors[1] if subject else None))
     return FactSaved(customer_id=customer_id, fact_id=outcome.fact_id, saved=outcome.action == "created")
 
 
