@@ -208,33 +208,112 @@ HELD_OUT_ORDER_QUESTIONS = ("Where is my package {v} now?", "Can I cancel {v}?",
 # no code and no other question) on 2026-11-25, after the held-out family had been looked at through the
 # ablations; it is the one that says how recall generalises.
 BLIND_QUESTIONS: dict[str, tuple[str, ...]] = {
-    "home_address": ("I moved a while ago, can you check which address you have on my account?", "Is the parcel going to my house or somewhere else? I want to be sure it reaches home."),
-    "phone_number": ("Which mobile number will the driver call when he arrives?", "I'm not getting any of your SMS codes, is the number you have for me right?"),
-    "preferred_language": ("Could you reply in the language I asked for last time please?", "Is the user manual available in the language I normally chat with you in?"),
-    "email_address": ("I never got the receipt, which email did you send it to?", "The password reset link never arrived in my inbox, where are you sending it?"),
-    "subscription_plan": ("What package am I on right now and how much is it per month?", "Thinking of upgrading, what does my current subscription include?"),
-    "pet_dog_name": ("Can you engrave my dog's name on the collar tag I'm ordering?", "The groomer booking form asks for my pup's name, can you fill it in from my profile?"),
-    "allergy": ("Does the new snack box have anything in it I'm allergic to?", "Can you check the ingredients of those cookies before I order? Some foods make me react badly."),
-    "phone_model": ("Will this case fit my phone?", "Which screen protector should I get for my mobile?"),
-    "laptop_model": ("Which charger should I buy that works with my laptop?", "Will the RAM upgrade you sell fit my notebook?"),
-    "payment_method": ("Can you charge this the way I usually pay?", "Which payment option do I normally use for my purchases?"),
-    "contact_time": ("Please have someone ring me back, but at the time of day that suits me like I told you before.", "When should your team call me so I'm actually available?"),
-    "delivery_instructions": ("Does the courier know where to leave the box if I'm not home?", "Did you pass my drop-off note on to the driver?"),
-    "birthday": ("Is there a birthday discount coming up for me soon?", "You need my date of birth for verification, don't you already have it on file?"),
-    "car_model": ("Do you have floor mats that fit my car?", "Which wiper blades do I need for my vehicle?"),
-    "diet": ("Can you suggest meal kits that suit the way I eat?", "Is the new protein bar okay for my eating plan?"),
-    "employer": ("Is there a corporate discount through my company?", "Can the invoice be made out to my workplace instead of me personally?"),
-    "loyalty_tier": ("What rewards level am I at right now?", "Do I get free shipping with my membership status?"),
-    "shoe_size": ("Can you send the trainers in my usual size?", "Are the hiking boots available in the size I normally wear?"),
-    "accessibility": ("The installer is coming Tuesday, can you make sure he knows about my special needs?", "Can the store visit be arranged so it works for someone in my situation? You have my details on file."),
-    "children": ("Do you have a family bundle that would suit my kids?", "How many child tickets should I add so the whole family is covered?"),
-    "internet_speed": ("My connection is slow today, what speed am I actually paying for?", "Is my home broadband fast enough for 4K streaming?"),
-    "newsletter": ("Why am I getting promo emails? I thought I told you what I wanted.", "Can you check my settings for offers and promotional messages?"),
-    "preferred_branch": ("Can I pick up my order at the store I usually go to?", "What are the opening hours of my regular shop this weekend?"),
-    "warranty_device": ("The appliance I bought from you stopped working, is it still covered?", "Will the repair be free or do I have to pay? The machine is still fairly new."),
-    "insurance_policy": ("I need to file a claim, can you give me my policy number?", "What's the reference number of my insurance cover? I need it for a form."),
+    "home_address": (
+        "I moved a while ago, can you check which address you have on my account?",
+        "Is the parcel going to my house or somewhere else? I want to be sure it reaches home.",
+    ),
+    "phone_number": (
+        "Which mobile number will the driver call when he arrives?",
+        "I'm not getting any of your SMS codes, is the number you have for me right?",
+    ),
+    "preferred_language": (
+        "Could you reply in the language I asked for last time please?",
+        "Is the user manual available in the language I normally chat with you in?",
+    ),
+    "email_address": (
+        "I never got the receipt, which email did you send it to?",
+        "The password reset link never arrived in my inbox, where are you sending it?",
+    ),
+    "subscription_plan": (
+        "What package am I on right now and how much is it per month?",
+        "Thinking of upgrading, what does my current subscription include?",
+    ),
+    "pet_dog_name": (
+        "Can you engrave my dog's name on the collar tag I'm ordering?",
+        "The groomer booking form asks for my pup's name, can you fill it in from my profile?",
+    ),
+    "allergy": (
+        "Does the new snack box have anything in it I'm allergic to?",
+        "Can you check the ingredients of those cookies before I order? Some foods make me react badly.",
+    ),
+    "phone_model": (
+        "Will this case fit my phone?",
+        "Which screen protector should I get for my mobile?",
+    ),
+    "laptop_model": (
+        "Which charger should I buy that works with my laptop?",
+        "Will the RAM upgrade you sell fit my notebook?",
+    ),
+    "payment_method": (
+        "Can you charge this the way I usually pay?",
+        "Which payment option do I normally use for my purchases?",
+    ),
+    "contact_time": (
+        "Please have someone ring me back, but at the time of day that suits me like I told you before.",
+        "When should your team call me so I'm actually available?",
+    ),
+    "delivery_instructions": (
+        "Does the courier know where to leave the box if I'm not home?",
+        "Did you pass my drop-off note on to the driver?",
+    ),
+    "birthday": (
+        "Is there a birthday discount coming up for me soon?",
+        "You need my date of birth for verification, don't you already have it on file?",
+    ),
+    "car_model": (
+        "Do you have floor mats that fit my car?",
+        "Which wiper blades do I need for my vehicle?",
+    ),
+    "diet": (
+        "Can you suggest meal kits that suit the way I eat?",
+        "Is the new protein bar okay for my eating plan?",
+    ),
+    "employer": (
+        "Is there a corporate discount through my company?",
+        "Can the invoice be made out to my workplace instead of me personally?",
+    ),
+    "loyalty_tier": (
+        "What rewards level am I at right now?",
+        "Do I get free shipping with my membership status?",
+    ),
+    "shoe_size": (
+        "Can you send the trainers in my usual size?",
+        "Are the hiking boots available in the size I normally wear?",
+    ),
+    "accessibility": (
+        "The installer is coming Tuesday, can you make sure he knows about my special needs?",
+        "Can the store visit be arranged so it works for someone in my situation? You have my details on file.",
+    ),
+    "children": (
+        "Do you have a family bundle that would suit my kids?",
+        "How many child tickets should I add so the whole family is covered?",
+    ),
+    "internet_speed": (
+        "My connection is slow today, what speed am I actually paying for?",
+        "Is my home broadband fast enough for 4K streaming?",
+    ),
+    "newsletter": (
+        "Why am I getting promo emails? I thought I told you what I wanted.",
+        "Can you check my settings for offers and promotional messages?",
+    ),
+    "preferred_branch": (
+        "Can I pick up my order at the store I usually go to?",
+        "What are the opening hours of my regular shop this weekend?",
+    ),
+    "warranty_device": (
+        "The appliance I bought from you stopped working, is it still covered?",
+        "Will the repair be free or do I have to pay? The machine is still fairly new.",
+    ),
+    "insurance_policy": (
+        "I need to file a claim, can you give me my policy number?",
+        "What's the reference number of my insurance cover? I need it for a form.",
+    ),
 }
-BLIND_ORDER_QUESTIONS = ("Where is my order {v}? It should have arrived by now.", "I want to return what I got in {v}, how do I do that?", "Can you remind me what was in order {v}?")
+BLIND_ORDER_QUESTIONS = (
+    "Where is my order {v}? It should have arrived by now.",
+    "I want to return what I got in {v}, how do I do that?",
+    "Can you remind me what was in order {v}?",
+)
 
 
 @dataclass
