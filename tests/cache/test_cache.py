@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from cortex.agents.service import build_config
 from cortex.cache.service import DEFAULT_THRESHOLD, SemanticCache
+from cortex.conversations import store as conversation_store
 from cortex.db.models import Message, SemanticCacheEntry
 from cortex.kit.cache_backend import RedisCacheBackend
 from cortex.kit.runtime import Runtime
@@ -338,11 +339,25 @@ async def test_store_rules_on_the_component(runtime: Runtime, client: httpx.Asyn
     history = [HistoryTurn("customer", "Hi"), HistoryTurn("assistant", "Hello")]
     assert await cache.refusal(replace(base, message="and those?", history=history)) == "depends on earlier turns"
     assert await cache.refusal(base) is None
+
+    async def stored() -> int:
+        async with runtime.database.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(SemanticCacheEntry)
+                                            .where(SemanticCacheEntry.agent_id == config.id)) or 0)
+
+    # A turn whose message is gone (the customer was forgotten while the reply was being stored) is not
+    # brought back as a cache entry.
     await cache.store(base)
+    assert await stored() == 0
     async with runtime.database.session() as session:
-        count = await session.scalar(select(func.count()).select_from(SemanticCacheEntry)
-                                     .where(SemanticCacheEntry.agent_id == config.id))
-    assert count == 1
+        await conversation_store.open_conversation(session, company_id=tenant.company_id, agent_id=config.id,
+                                                   conversation_id=base.conversation_id, customer_id="c",
+                                                   channel="web")
+        message = await conversation_store.add_customer_message(
+            session, company_id=tenant.company_id, conversation_id=base.conversation_id, agent_id=config.id,
+            customer_id="c", content=base.message, channel="web", request_id="r-1", metadata={})
+    await cache.store(replace(base, customer_message_id=message.id))
+    assert await stored() == 1
 
 
 async def test_the_database_index_decides_like_the_in_process_one_and_expired_entries_are_gone(

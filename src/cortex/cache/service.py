@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.agents.schemas import AgentConfig
 from cortex.cache import guards
@@ -28,6 +29,7 @@ from cortex.cache.guards import ALL_GUARDS, GuardSet, normalize
 from cortex.cache.index import Candidate, Row, ScopeIndex, ScopeKey, epoch, now
 from cortex.db.models import Agent, Customer, SemanticCacheEntry
 from cortex.kit.runtime import Runtime
+from cortex.memory import repository as memory_repository
 from cortex.pipeline.background import BackgroundTasks
 from cortex.pipeline.ports import CacheHit, CompletedTurn, HistoryTurn
 
@@ -320,7 +322,14 @@ class SemanticCache:
             "embedding": vector, "customer_id": turn.customer_id, "conversation_id": turn.conversation_id,
             "reply_message_id": turn.reply_message_id, "expires_at": expires, "metadata_": {},
         }
-        await self._upsert([values])
+        async with self.runtime.database.session() as session:
+            # The lock a forget takes: a forget that committed while this reply was being embedded has
+            # deleted the turn, and its answer must not come back as the forgotten customer's entry.
+            await memory_repository.lock_customer(session, turn.company_id, turn.customer_id)
+            if not await memory_repository.message_still_exists(session, turn.company_id, turn.customer_message_id):
+                logger.debug("cache: not storing reply %s (the customer was forgotten)", turn.reply_message_id)
+                return
+            await self._upsert_in(session, [values])
         await self._changed([agent.id], deleted=False)
 
     async def refusal(self, turn: CompletedTurn) -> str | None:
@@ -357,21 +366,25 @@ class SemanticCache:
         return any(len(v) >= 2 and v.casefold() in reply for v in values)
 
     async def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        entry = cast(Table, SemanticCacheEntry.__table__)
         async with self.runtime.database.session() as session:
-            for start in range(0, len(rows), 1000):
-                batch = [{("metadata" if k == "metadata_" else k): v for k, v in row.items()}
-                         for row in rows[start:start + 1000]]
-                statement = insert(entry).values(batch)
-                excluded = statement.excluded
-                await session.execute(statement.on_conflict_do_update(
-                    constraint="uq_semantic_cache_scope_question",
-                    set_={"question": excluded.question, "answer": excluded.answer, "embedding": excluded.embedding,
-                          "customer_id": excluded.customer_id, "conversation_id": excluded.conversation_id,
-                          "reply_message_id": excluded.reply_message_id, "expires_at": excluded.expires_at,
-                          # A fresh sequence number, so workers fetching "rows added since" see the change.
-                          "seq": func.nextval(func.pg_get_serial_sequence("semantic_cache_entries", "seq"))},
-                ))
+            await self._upsert_in(session, rows)
+
+    @staticmethod
+    async def _upsert_in(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        entry = cast(Table, SemanticCacheEntry.__table__)
+        for start in range(0, len(rows), 1000):
+            batch = [{("metadata" if k == "metadata_" else k): v for k, v in row.items()}
+                     for row in rows[start:start + 1000]]
+            statement = insert(entry).values(batch)
+            excluded = statement.excluded
+            await session.execute(statement.on_conflict_do_update(
+                constraint="uq_semantic_cache_scope_question",
+                set_={"question": excluded.question, "answer": excluded.answer, "embedding": excluded.embedding,
+                      "customer_id": excluded.customer_id, "conversation_id": excluded.conversation_id,
+                      "reply_message_id": excluded.reply_message_id, "expires_at": excluded.expires_at,
+                      # A fresh sequence number, so workers fetching "rows added since" see the change.
+                      "seq": func.nextval(func.pg_get_serial_sequence("semantic_cache_entries", "seq"))},
+            ))
 
     async def warm(self, agent: AgentConfig, pairs: Sequence[tuple[str, str]],
                    vectors: np.ndarray | None = None) -> tuple[int, int]:
