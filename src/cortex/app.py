@@ -124,6 +124,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if built.settings.preload_embeddings:
             await built.embedder.warm_up()
             count_tokens(None, text="warm up")  # loads the tokenizer now rather than on the first chat
+        # Serving workers take part in background duties (job leases and recovery); a CLI runtime does not.
+        for component in built.components.values():
+            serve = getattr(component, "serve", None)
+            if callable(serve):
+                serve()
         try:
             yield
         finally:

@@ -369,6 +369,10 @@ class KnowledgeJob(Base):
     """A background ingestion; persisted so that any worker can report on it."""
 
     __tablename__ = "knowledge_jobs"
+    # What recovery scans for: unfinished jobs by how long ago their worker last touched them.
+    __table_args__ = (
+        Index("ix_knowledge_jobs_unfinished", "updated_at", postgresql_where=text("status IN ('queued', 'running')")),
+    )
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = _company_fk()
     kind: Mapped[str] = mapped_column(String(32))  # file | url | documents | reembed
@@ -382,7 +386,12 @@ class KnowledgeJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(200))
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Runs counted against the job's limit (a resumed run counts, one a shutdown handed back does not) and
+    # the worker holding the job's lease (cortex.knowledge.jobs).
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    lease_owner: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Touched by the running worker's heartbeat: a stale unfinished job has lost its worker.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

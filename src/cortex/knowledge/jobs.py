@@ -1,5 +1,6 @@
 """Background ingestion jobs: run in the worker that accepted them, recorded in PostgreSQL so that any
-worker (and `GET /v1/jobs/{job_id}`) can report status, progress, counts and error."""
+worker (and `GET /v1/jobs/{job_id}`) can report status, progress, counts and error. A serving worker
+holds a lease on each job it runs; a job whose worker died is claimed and run again by another."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from cortex.db.models import KnowledgeJob
-from cortex.kit.errors import NotFound
+from cortex.kit.errors import CortexError, NotFound
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.ingestion import IngestOutcome, Progress, ProgressCallback
 from cortex.knowledge.schemas import JobPublic
@@ -54,76 +56,205 @@ async def get_job(runtime: Runtime, company_id: uuid.UUID, job_id: uuid.UUID) ->
 
 async def create_job(runtime: Runtime, *, company_id: uuid.UUID, kind: str, source_id: uuid.UUID | None = None,
                      agent_id: uuid.UUID | None = None, created_by: str | None = None,
-                     params: dict[str, Any] | None = None) -> KnowledgeJob:
+                     params: dict[str, Any] | None = None, owner: uuid.UUID | None = None) -> KnowledgeJob:
     # Committed at once, before any task touches it, in its own unit of work.
     async with runtime.database.session() as session:
         job = KnowledgeJob(company_id=company_id, kind=kind, source_id=source_id, agent_id=agent_id,
                            status="queued", progress=0, documents_processed=0, chunks_created=0,
-                           chunks_embedded=0, created_by=created_by, params=params or {})
+                           chunks_embedded=0, created_by=created_by, params=params or {}, attempts=1,
+                           lease_owner=owner)
         session.add(job)
         await session.flush()
         await session.refresh(job)
         return job
 
 
-async def _update(runtime: Runtime, job_id: uuid.UUID, **values: Any) -> None:
-    async with runtime.database.session() as session:
-        await session.execute(update(KnowledgeJob).where(KnowledgeJob.id == job_id).values(**values))
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job another worker left unfinished, now this worker's to run again."""
+
+    id: uuid.UUID
+    company_id: uuid.UUID
+    kind: str
+    source_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    created_by: str | None
+    params: dict[str, Any]
+    attempts: int
 
 
-async def run_job(runtime: Runtime, job_id: uuid.UUID, work: Work,
-                  on_progress: Callable[[Progress], None] | None = None) -> IngestOutcome | None:
-    """Run `work`, recording its course on the job row; failures are recorded, not raised."""
-    await _update(runtime, job_id, status="running", progress=1)
-    last_write = 0.0
+# Rebuilds a claimed job's work from its recorded parameters; raises CortexError when it cannot run again.
+Resume = Callable[[ClaimedJob], Awaitable[Work]]
 
-    async def progress(step: Progress) -> None:
-        nonlocal last_write
-        if on_progress is not None:
-            on_progress(step)
-        now = time.monotonic()
-        if step.stage == "done" or now - last_write >= _PROGRESS_INTERVAL_S:
-            last_write = now
-            embedded = step.done if step.stage in ("embedding", "done") else 0
-            await _update(runtime, job_id, progress=percent(step), chunks_embedded=embedded)
+# A worker touches the rows of the jobs it runs this often; a queued or running job untouched for
+# LEASE_SECONDS has lost its worker (killed, out of memory, host gone) and another worker claims it.
+HEARTBEAT_SECONDS = 20.0
+LEASE_SECONDS = 90.0
+RECOVERY_EVERY_SECONDS = 60.0
+# Runs a job gets before it is failed for good: a file that kills its worker must not kill them all.
+MAX_ATTEMPTS = 3
 
-    try:
-        outcome = await work(progress)
-    except asyncio.CancelledError:
-        await asyncio.shield(_update(runtime, job_id, status="failed", error="cancelled: the worker shut down",
-                                     finished_at=datetime.now(UTC)))
-        raise
-    except Exception as exc:  # the job records every failure; nothing else would see it
-        logger.warning("knowledge job failed", extra={"job_id": str(job_id), "error": type(exc).__name__})
-        await _update(runtime, job_id, status="failed", error=str(exc) or type(exc).__name__,
-                      finished_at=datetime.now(UTC))
-        return None
-    counts: dict[str, Any] = {}
-    if outcome is not None:
-        counts = {"documents_processed": outcome.documents_processed, "chunks_created": outcome.chunks_created,
-                  "chunks_embedded": outcome.chunks_embedded}
-    await _update(runtime, job_id, status="completed", progress=100, finished_at=datetime.now(UTC), **counts)
-    return outcome
+_CLAIM_SQL = text("""
+UPDATE knowledge_jobs AS j
+SET lease_owner = :owner, attempts = j.attempts + 1, status = 'queued', progress = 0, updated_at = now()
+WHERE j.id IN (SELECT id FROM knowledge_jobs
+               WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => :lease)
+               ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+RETURNING j.id, j.company_id, j.kind, j.source_id, j.agent_id, j.created_by, j.params, j.attempts
+""")
 
 
 class JobRunner:
-    """Holds the worker's running jobs so that they are not garbage-collected and finish on shutdown."""
+    """Runs this worker's jobs, keeps their leases alive, and takes over jobs whose worker died.
+
+    Every write a worker makes to a job row is fenced by `lease_owner`: a worker that lost its lease
+    (another claimed the job) stops its run and changes nothing the new owner writes."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.owner = uuid.uuid4()
+        self._tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
+        self._service: asyncio.Task[None] | None = None
+        self._resume: Resume | None = None
+        self._handing_back = False
+
+    # --- running ------------------------------------------------------------------------------------------
 
     def start(self, job_id: uuid.UUID, work: Work) -> asyncio.Task[Any]:
-        task = asyncio.create_task(run_job(self.runtime, job_id, work), name=f"knowledge-job-{job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.create_task(self._run(job_id, work), name=f"knowledge-job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        self._ensure_loop()  # every runner keeps its leases alive, the command line's too
         return task
+
+    async def _update(self, job_id: uuid.UUID, **values: Any) -> bool:
+        async with self.runtime.database.session() as session:
+            result = await session.execute(update(KnowledgeJob).where(
+                KnowledgeJob.id == job_id, KnowledgeJob.lease_owner == self.owner).values(**values))
+            return bool(getattr(result, "rowcount", 0))
+
+    async def _run(self, job_id: uuid.UUID, work: Work) -> IngestOutcome | None:
+        """Run `work`, recording its course on the job row; failures are recorded, not raised."""
+        if not await self._update(job_id, status="running", progress=1):
+            return None  # claimed by another worker before it started here
+        last_write = 0.0
+
+        async def progress(step: Progress) -> None:
+            nonlocal last_write
+            now = time.monotonic()
+            if step.stage == "done" or now - last_write >= _PROGRESS_INTERVAL_S:
+                last_write = now
+                embedded = step.done if step.stage in ("embedding", "done") else 0
+                await self._update(job_id, progress=percent(step), chunks_embedded=embedded)
+
+        try:
+            outcome = await work(progress)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(job_id))
+            raise
+        except Exception as exc:  # the job records every failure; nothing else would see it
+            logger.warning("knowledge job failed", extra={"job_id": str(job_id), "error": type(exc).__name__})
+            await self._update(job_id, status="failed", error=str(exc) or type(exc).__name__,
+                               finished_at=datetime.now(UTC))
+            return None
+        counts: dict[str, Any] = {}
+        if outcome is not None:
+            counts = {"documents_processed": outcome.documents_processed, "chunks_created": outcome.chunks_created,
+                      "chunks_embedded": outcome.chunks_embedded}
+        await self._update(job_id, status="completed", progress=100, finished_at=datetime.now(UTC), **counts)
+        return outcome
+
+    async def _cancelled(self, job_id: uuid.UUID) -> None:
+        if self._handing_back:
+            # A serving worker shutting down (a deploy): the job goes back to the queue, claimable at once,
+            # and the next worker to look runs it again. This run does not count as an attempt.
+            async with self.runtime.database.session() as session:
+                await session.execute(update(KnowledgeJob).where(
+                    KnowledgeJob.id == job_id, KnowledgeJob.lease_owner == self.owner).values(
+                    status="queued", progress=0, lease_owner=None, attempts=KnowledgeJob.attempts - 1,
+                    updated_at=func.now() - timedelta(seconds=LEASE_SECONDS)))
+        else:
+            await self._update(job_id, status="failed", error="cancelled: the worker shut down",
+                               finished_at=datetime.now(UTC))
 
     async def wait_idle(self) -> None:
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    # --- leases and recovery (serving workers only) -----------------------------------------------------
+
+    def serve(self, resume: Resume) -> None:
+        """Also take over abandoned jobs, until aclose(), which then hands this worker's unfinished jobs
+        back to the queue instead of failing them (for serving workers; the command line does not)."""
+        self._resume = resume
+        self._handing_back = True
+        self._ensure_loop()
+
+    def _ensure_loop(self) -> None:
+        if self._service is None:
+            self._service = asyncio.create_task(self._leases(), name="knowledge-job-leases")
+
+    async def _leases(self) -> None:
+        last_recovery = -RECOVERY_EVERY_SECONDS
+        while True:
+            try:
+                await self.heartbeat()
+                if self._resume is not None and time.monotonic() - last_recovery >= RECOVERY_EVERY_SECONDS:
+                    last_recovery = time.monotonic()
+                    await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be briefly unreachable; the next round tries again
+                logger.exception("knowledge jobs: lease round failed")
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def heartbeat(self) -> None:
+        """Touch the rows of this worker's running jobs; stop the runs whose lease another worker took."""
+        running = list(self._tasks)
+        if not running:
+            return
+        async with self.runtime.database.session() as session:
+            kept = set(await session.scalars(
+                update(KnowledgeJob).where(KnowledgeJob.id.in_(running), KnowledgeJob.lease_owner == self.owner,
+                                           KnowledgeJob.status.in_(("queued", "running")))
+                .values(updated_at=func.now()).returning(KnowledgeJob.id)))
+        for job_id in running:
+            task = self._tasks.get(job_id)
+            if job_id not in kept and task is not None and not task.done():
+                logger.warning("knowledge job: lease lost, stopping this run", extra={"job_id": str(job_id)})
+                task.cancel()
+
+    async def recover(self, resume: Resume | None = None, limit: int = 5) -> list[uuid.UUID]:
+        """Claim jobs whose worker stopped touching them and run them again here (each source's chunk set
+        is swapped in atomically, so a repeated run cannot leave half an index). Returns the claimed ids."""
+        resume = resume or self._resume
+        assert resume is not None, "serve() or a resume function first"
+        async with self.runtime.database.session() as session:
+            rows = (await session.execute(_CLAIM_SQL, {"owner": self.owner, "lease": LEASE_SECONDS,
+                                                       "limit": limit})).all()
+        for row in rows:
+            job = ClaimedJob(row.id, row.company_id, row.kind, row.source_id, row.agent_id, row.created_by,
+                             dict(row.params or {}), row.attempts)
+            logger.warning("knowledge job: resuming a job whose worker stopped",
+                           extra={"job_id": str(job.id), "attempt": job.attempts})
+            if job.attempts > MAX_ATTEMPTS:
+                await self._update(job.id, status="failed", finished_at=datetime.now(UTC),
+                                   error=f"stopped: the workers running it stopped {MAX_ATTEMPTS} times")
+                continue
+            try:
+                work = await resume(job)
+            except CortexError as exc:
+                await self._update(job.id, status="failed", finished_at=datetime.now(UTC),
+                                   error=f"cannot be resumed: {exc.detail}")
+                continue
+            self.start(job.id, work)
+        return [row.id for row in rows]
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        if self._service is not None:
+            self._service.cancel()
+            await asyncio.gather(self._service, return_exceptions=True)
+            self._service = None
+        for task in list(self._tasks.values()):
             task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)

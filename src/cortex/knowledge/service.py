@@ -21,7 +21,7 @@ from cortex.kit.url_guard import BlockedUrl, check_url
 from cortex.knowledge import convert
 from cortex.knowledge.chunking import SourceDocument
 from cortex.knowledge.ingestion import IngestionFailed, IngestOutcome, ProgressCallback, ingest_documents, reembed
-from cortex.knowledge.jobs import JobRunner, Work, create_job
+from cortex.knowledge.jobs import ClaimedJob, JobRunner, Work, create_job
 from cortex.knowledge.retrieval import KnowledgeRetriever, RetrievalTuning
 from cortex.pipeline.ports import KNOWLEDGE
 
@@ -95,7 +95,7 @@ class KnowledgeComponent:
                    created_by: str | None = None, params: dict[str, Any] | None = None) -> Accepted | Finished:
         if background:
             job = await create_job(self.runtime, company_id=company_id, kind=kind, source_id=source_id,
-                                   agent_id=agent_id, created_by=created_by, params=params)
+                                   agent_id=agent_id, created_by=created_by, params=params, owner=self.jobs.owner)
             self.jobs.start(job.id, work)
             return Accepted(job.id, kind, source_id, agent_id)
 
@@ -127,16 +127,28 @@ class KnowledgeComponent:
             raise InvalidInput("file_path", f"the file is larger than {settings.ingest_max_file_bytes} bytes")
         background = run_async if run_async is not None else size > settings.ingest_sync_max_bytes
         name = display_name or path.name
+        work = self._file_work(company_id, source.id, path, name, model, user_id)
+        return await self._run(work, background=background, company_id=company_id, kind="file",
+                               source_id=source.id, created_by=user_id,
+                               params={"file": name, "model": model, "path": self._recorded_path(path)})
 
+    def _file_work(self, company_id: uuid.UUID, source_id: uuid.UUID, path: Path, name: str, model: str,
+                   user_id: str | None) -> Work:
         async def work(progress: ProgressCallback) -> IngestOutcome:
             converted = await asyncio.to_thread(convert.convert_file_sync, path)
             document = SourceDocument(name, converted.markdown)
-            return await ingest_documents(self.runtime, company_id=company_id, source_id=source.id,
+            return await ingest_documents(self.runtime, company_id=company_id, source_id=source_id,
                                           documents=[document], embedding_model=model, created_by=user_id,
                                           progress=progress)
 
-        return await self._run(work, background=background, company_id=company_id, kind="file",
-                               source_id=source.id, created_by=user_id, params={"file": name, "model": model})
+        return work
+
+    def _recorded_path(self, path: Path) -> str:
+        """Where a resumed job finds its file: relative to the upload directory when inside it (workers may
+        mount that directory at different places), else as given (the command line's own files)."""
+        root = self.runtime.settings.resolved_upload_dir.resolve()
+        resolved = path.resolve()
+        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
     async def ingest_url(self, *, company_id: uuid.UUID, source_id: uuid.UUID, url: str, user_id: str,
                          embedding_model: str | None, run_async: bool | None) -> Accepted | Finished:
@@ -148,6 +160,13 @@ class KnowledgeComponent:
             await check_url(url, allow_private=settings.allow_private_webhooks)
         except BlockedUrl as exc:
             raise InvalidInput("url", str(exc)) from exc
+        return await self._run(self._url_work(company_id, source.id, url, model, user_id),
+                               background=bool(run_async), company_id=company_id, kind="url", source_id=source.id,
+                               created_by=user_id, params={"url": url, "model": model})
+
+    def _url_work(self, company_id: uuid.UUID, source_id: uuid.UUID, url: str, model: str,
+                  user_id: str | None) -> Work:
+        settings = self.runtime.settings
 
         async def work(progress: ProgressCallback) -> IngestOutcome:
             try:
@@ -158,12 +177,11 @@ class KnowledgeComponent:
                 raise convert.FetchFailed(str(exc)) from exc
             converted = await asyncio.to_thread(convert.convert_bytes_sync, body, content_type=content_type, url=url)
             document = SourceDocument(url, converted.markdown, [converted.title] if converted.title else [])
-            return await ingest_documents(self.runtime, company_id=company_id, source_id=source.id,
+            return await ingest_documents(self.runtime, company_id=company_id, source_id=source_id,
                                           documents=[document], embedding_model=model, created_by=user_id,
                                           progress=progress)
 
-        return await self._run(work, background=bool(run_async), company_id=company_id, kind="url",
-                               source_id=source.id, created_by=user_id, params={"url": url, "model": model})
+        return work
 
     async def ingest_agent_documents(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, user_id: str,
                                      embedding_model: str | None, run_async: bool | None) -> Accepted | Finished:
@@ -171,10 +189,17 @@ class KnowledgeComponent:
             config = await agents.build_config(session, company_id, agent_id)
         model = embedding_model or DEFAULT_EMBEDDING_MODEL
         self.runtime.embedder.spec(model)
-        documents = agent_documents(config)
         source_id = await self._documents_source(company_id, config, model)
+        return await self._run(self._documents_work(company_id, agent_id, source_id, model, user_id),
+                               background=bool(run_async), company_id=company_id, kind="documents",
+                               source_id=source_id, agent_id=agent_id, created_by=user_id, params={"model": model})
 
+    def _documents_work(self, company_id: uuid.UUID, agent_id: uuid.UUID, source_id: uuid.UUID, model: str,
+                        user_id: str | None) -> Work:
         async def work(progress: ProgressCallback) -> IngestOutcome | None:
+            # The agent's documents as they are when the work runs (a resumed job takes the latest).
+            async with self.runtime.database.session() as session:
+                documents = agent_documents(await agents.build_config(session, company_id, agent_id))
             if not documents:
                 await self._clear(company_id, source_id)
                 return None
@@ -182,8 +207,7 @@ class KnowledgeComponent:
                                           documents=documents, embedding_model=model, created_by=user_id,
                                           progress=progress)
 
-        return await self._run(work, background=bool(run_async), company_id=company_id, kind="documents",
-                               source_id=source_id, agent_id=agent_id, created_by=user_id, params={"model": model})
+        return work
 
     async def reembed_source(self, *, company_id: uuid.UUID, source_id: uuid.UUID, embedding_model: str | None,
                              run_async: bool | None) -> Accepted | Finished:
@@ -191,12 +215,45 @@ class KnowledgeComponent:
         model = embedding_model or source.embedding_model or DEFAULT_EMBEDDING_MODEL
         self.runtime.embedder.spec(model)
 
+        return await self._run(self._reembed_work(company_id, source_id, model), background=bool(run_async),
+                               company_id=company_id, kind="reembed", source_id=source_id, params={"model": model})
+
+    def _reembed_work(self, company_id: uuid.UUID, source_id: uuid.UUID, model: str) -> Work:
         async def work(progress: ProgressCallback) -> IngestOutcome:
             return await reembed(self.runtime, company_id=company_id, source_id=source_id, embedding_model=model,
                                  progress=progress)
 
-        return await self._run(work, background=bool(run_async), company_id=company_id, kind="reembed",
-                               source_id=source_id, params={"model": model})
+        return work
+
+    # --- resuming a job whose worker stopped ------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Called by a serving worker: keep job leases alive and resume jobs abandoned by dead workers."""
+        self.jobs.serve(self.resume)
+
+    async def resume(self, job: ClaimedJob) -> Work:
+        """The claimed job's work, rebuilt from what it recorded; CortexError when it cannot run again."""
+        model = str(job.params.get("model") or DEFAULT_EMBEDDING_MODEL)
+        self.runtime.embedder.spec(model)
+        if job.kind == "documents" and job.agent_id is not None and job.source_id is not None:
+            async with self.runtime.database.session() as session:
+                await agents.build_config(session, job.company_id, job.agent_id)  # NotFound once deleted
+            return self._documents_work(job.company_id, job.agent_id, job.source_id, model, job.created_by)
+        if job.source_id is None:
+            raise InvalidInput("job", "the job names no source")
+        source = await source_of(self.runtime, job.company_id, job.source_id)
+        if job.kind == "reembed":
+            return self._reembed_work(job.company_id, source.id, model)
+        if job.kind == "url" and job.params.get("url"):
+            return self._url_work(job.company_id, source.id, str(job.params["url"]), model, job.created_by)
+        if job.kind == "file" and job.params.get("path"):
+            recorded = Path(str(job.params["path"]))
+            path = recorded if recorded.is_absolute() else self.runtime.settings.resolved_upload_dir / recorded
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFound(f"the file {job.params.get('file') or path.name} is no longer there")
+            return self._file_work(job.company_id, source.id, path, str(job.params.get("file") or path.name), model,
+                                   job.created_by)
+        raise InvalidInput("job", f"a {job.kind} job without what it needs to run again")
 
     # --- the agent's own documents ------------------------------------------------------------------------
 
