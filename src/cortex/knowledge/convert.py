@@ -14,7 +14,7 @@ from bs4 import BeautifulSoup
 from markitdown import DocumentConverter, MarkItDown, StreamInfo
 from markitdown.converters import DocxConverter, PdfConverter, PptxConverter, XlsxConverter
 
-from cortex.kit.url_guard import BlockedUrl, check_url
+from cortex.kit.url_guard import BlockedUrl, GuardedTransport, check_url
 
 # PDF, Office documents, HTML, CSV, Markdown and plain text; MarkItDown tells them apart by content too.
 SUPPORTED_EXTENSIONS = {".pdf", ".docx", ".pptx", ".xlsx", ".html", ".htm", ".csv", ".md", ".markdown", ".txt"}
@@ -117,6 +117,7 @@ async def fetch_url(url: str, *, allow_private: bool, max_bytes: int, timeout_se
     async def run() -> tuple[bytes, str]:
         current = url
         async with httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False,
+                                     transport=GuardedTransport(allow_private=lambda: allow_private),
                                      headers={"User-Agent": "Cortex-Ingest/1.0"}) as client:
             for _ in range(_MAX_REDIRECTS + 1):
                 await check_url(current, allow_private=allow_private)

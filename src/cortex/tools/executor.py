@@ -21,7 +21,7 @@ import httpx
 
 from cortex.agents.schemas import ActionConfig
 from cortex.kit.runtime import Runtime
-from cortex.kit.url_guard import BlockedUrl, check_url
+from cortex.kit.url_guard import BlockedUrl, GuardedTransport, check_url
 from cortex.tools.auth import AuthFailed, apply_auth, load_credentials
 from cortex.tools.request import InvalidArguments, parse_arguments, prepare
 
@@ -59,7 +59,8 @@ class ToolOutcome:
 class ToolExecutor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False)
+        self._client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=GuardedTransport(
+            allow_private=lambda: runtime.settings.allow_private_webhooks))
 
     async def aclose(self) -> None:
         await self._client.aclose()
