@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -16,9 +16,15 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# Workers, replicas and commands that start together against one database migrate one at a time: the
+# first applies the revisions, the others wait here and then find nothing left to do.
+MIGRATION_LOCK_KEY = 0x636F7274  # "cort"
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 
