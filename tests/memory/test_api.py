@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from cortex.db.models import MemoryFact
 from cortex.kit.runtime import Runtime
+from cortex.memory.component import MemoryComponent
 from tests.memory.conftest import save, view
 from tests.support import Tenant, create_agent, make_key
 
@@ -68,6 +69,24 @@ async def test_with_query_facts_come_by_relevance(client: httpx.AsyncClient, ten
         facts = (await view(client, tenant, "cust-q", query))["facts"]
         assert facts[0]["id"] == expected["fact_id"], (query, facts)
         assert len(facts) == 4
+
+
+async def test_with_query_the_view_leads_with_what_recall_would_hand_the_prompt(
+        client: httpx.AsyncClient, tenant: Tenant, memory: MemoryComponent) -> None:
+    facts = [("The customer's phone number is +966 55 123 4567.", "context"),
+             ("The customer prefers to be contacted in the evenings.", "preference"),
+             ("The customer prefers replies in Arabic.", "preference"),
+             ("Visited the Riyadh store on 3 May 2025 to look at a kettle.", "history"),
+             ("The customer has a dog named Max.", "context")]
+    for text, category in facts:
+        await save(client, tenant, "cust-v", text, category=category)
+    query = "Which number will you call me on?"
+    recalled = await memory.recall(company_id=tenant.company_id, agent_id=uuid.uuid4(), customer_id="cust-v",
+                                   query=query, token_budget=10_000)
+    listed = (await view(client, tenant, "cust-v", query))["facts"]
+    assert len(listed) == len(facts) and len(recalled) < len(facts)
+    assert [f["id"] for f in listed[:len(recalled)]] == [str(f.id) for f in recalled]
+    assert listed[0]["fact"].startswith("The customer's phone number")
 
 
 async def test_a_repeated_fact_is_not_duplicated(client: httpx.AsyncClient, tenant: Tenant) -> None:

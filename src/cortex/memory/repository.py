@@ -335,15 +335,21 @@ def diversify(facts: list[RecalledFact], vectors: list[bytes]) -> list[RecalledF
 
 async def list_facts(session: AsyncSession, *, company_id: uuid.UUID, customer_id: str,
                      query_vector: np.ndarray | None, query: str | None, limit: int) -> list[RecalledFact]:
-    """The API's view: every agent scope; by relevance with a query, else by recency and confidence."""
+    """The API's view over every agent scope. With a query: first what Memory Recall would hand the
+    prompt for that message, in its order, then the other facts by similarity; else by recency and
+    confidence."""
     if query_vector is not None and query is not None:
-        where = _active(company_id, customer_id, None, True)
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        ranked = (await recall(driver, company_id=company_id, customer_id=customer_id, agent_id=None, query=query,
+                               query_vector=query_vector, all_agents=True))[:limit]
+        if len(ranked) == limit:
+            return ranked
+        where = and_(_active(company_id, customer_id, None, True), FactRow.id.not_in([f.id for f in ranked]))
         rows = (await session.execute(select(*_columns(query_vector)).where(where)
-                                      .order_by(_similarity(query_vector).desc()).limit(limit))).all()
-        wanted = identifiers(query)
-        scored = [RecalledFact(i, f, c, float(conf), float(sim) + (IDENTIFIER_BOOST if wanted & identifiers(f) else 0),
-                               float(sim)) for i, f, c, conf, _, sim in rows]
-        return sorted(scored, key=lambda f: f.score, reverse=True)
+                                      .order_by(_similarity(query_vector).desc()).limit(limit - len(ranked)))).all()
+        return ranked + [RecalledFact(i, f, c, float(conf), float(sim), float(sim)) for i, f, c, conf, _, sim in rows]
     now = datetime.now(UTC)
     age_days = func.extract("epoch", func.now() - FactRow.last_confirmed_at) / 86_400
     weight = FactRow.confidence * func.power(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
