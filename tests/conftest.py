@@ -6,7 +6,6 @@ never see each other's rows; inside a run, every test makes its own companies.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -18,32 +17,20 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from cortex.app import build_runtime, close_runtime, create_app
 from cortex.db.embedded import EmbeddedPostgres
 from cortex.db.migrate import upgrade
-from cortex.db.url import async_url
 from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
+from tests.scratch_db import run_sql
 from tests.scripted_llm import ScriptedLLM, echo
 from tests.support import Tenant, make_tenant
 from tests.webhook_target import WebhookTarget
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _admin(url: str, statement: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-        await engine.dispose()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +47,11 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_server_url: str) -> Iterator[str]:
     name = f"cortex_test_{uuid.uuid4().hex[:12]}"
-    _admin(pg_server_url, f'CREATE DATABASE "{name}"')
+    run_sql(pg_server_url, f'CREATE DATABASE "{name}"', autocommit=True)
     url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
     yield url
-    _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run_sql(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', autocommit=True)
 
 
 @pytest.fixture(scope="session")

@@ -389,30 +389,20 @@ async def count_entries(session: AsyncSession, company_id: uuid.UUID, source_ids
     return int(total or 0)
 
 
-@dataclass(frozen=True)
-class Entry:
-    chunk_id: uuid.UUID
-    source_id: uuid.UUID
-    document_ref: str
-    heading_path: list[str]
-    text: str
-    score: float | None
-
-
 async def first_entries(session: AsyncSession, company_id: uuid.UUID, source_ids: list[uuid.UUID],
-                        limit: int) -> list[Entry]:
-    """Without a query: the newest documents' entries, each document in reading order."""
+                        limit: int) -> list[Any]:
+    """Without a query: the newest documents' entries, each document in reading order (rows of id,
+    source_id, document_ref, heading_path, text)."""
     if not source_ids:
         return []
-    rows = (await session.execute(
+    return list((await session.execute(
         select(KnowledgeChunk.id, KnowledgeChunk.source_id, KnowledgeChunk.document_ref, KnowledgeChunk.heading_path,
                KnowledgeChunk.text)
         .join(KnowledgeChunkSet, KnowledgeChunkSet.id == KnowledgeChunk.set_id)
         .join(KnowledgeSource, KnowledgeSource.id == KnowledgeChunkSet.source_id)
         .where(_live_entries(company_id, source_ids))
         .order_by(KnowledgeSource.created_at.desc(), KnowledgeChunk.document_ref, KnowledgeChunk.position)
-        .limit(limit))).all()
-    return [Entry(r.id, r.source_id, r.document_ref, list(r.heading_path), r.text, None) for r in rows]
+        .limit(limit))).all())
 
 
 async def get_fact(session: AsyncSession, company_id: uuid.UUID, fact_id: uuid.UUID) -> FactRow | None:

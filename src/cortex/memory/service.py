@@ -52,21 +52,22 @@ async def memory_view(session: AsyncSession, runtime: Runtime, company_id: uuid.
         facts=[FactPublic(id=f.id, fact=f.fact, category=f.category, confidence=f.confidence) for f in facts],
         knowledge_snippets=[KnowledgeSnippet(source_id=d.id, name=d.name, description=d.description,
                                              source_type=d.source_type, status=d.status) for d in documents],
-        kb_entries=[KbEntry(chunk_id=e.chunk_id, source_id=e.source_id, document_ref=e.document_ref,
-                            heading_path=e.heading_path, text=e.text, score=e.score) for e in entries],
+        kb_entries=entries,
     )
 
 
 async def kb_entries(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, source_ids: list[uuid.UUID],
-                     query: str | None) -> list[repository.Entry]:
+                     query: str | None) -> list[KbEntry]:
     """The customer's documents' entries: with a query, the knowledge search's best over those documents
     only (the same hybrid retrieval the Context Engine uses); without, in reading order."""
     if not query:
-        return await repository.first_entries(session, company_id, source_ids, MAX_LISTED_ENTRIES)
+        rows = await repository.first_entries(session, company_id, source_ids, MAX_LISTED_ENTRIES)
+        return [KbEntry(chunk_id=r.id, source_id=r.source_id, document_ref=r.document_ref,
+                        heading_path=list(r.heading_path), text=r.text, score=None) for r in rows]
     found = await knowledge_component(runtime).retriever.search(
         company_id=company_id, source_ids=source_ids, query=query, top_k=MAX_LISTED_ENTRIES)
-    return [repository.Entry(c.chunk_id, c.source_id, c.document_ref, list(c.heading_path), c.text, round(c.score, 6))
-            for c in found]
+    return [KbEntry(chunk_id=c.chunk_id, source_id=c.source_id, document_ref=c.document_ref,
+                    heading_path=list(c.heading_path), text=c.text, score=round(c.score, 6)) for c in found]
 
 
 async def save_fact(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str,
