@@ -25,6 +25,7 @@ from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
+from cortex.kit.text_guard import TextGuardMiddleware
 from cortex.knowledge.endpoints import jobs_router, knowledge_router, sources_router
 from cortex.knowledge.service import KnowledgeComponent
 from cortex.llm.gateway import LLMGateway, count_tokens
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = runtime
     register_error_handlers(app)
     # Added last is outermost: the request id and the request's span wrap the rate limit's 429s too.
+    app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:

@@ -62,12 +62,18 @@ async def create_action(session: AsyncSession, box: SecretBox, company_id: uuid.
     return action
 
 
+# Fields an update may clear with null; for the others null means "unchanged".
+CLEARABLE_FIELDS = frozenset({"path_template", "rate_limit"})
+
+
 async def update_action(session: AsyncSession, box: SecretBox, cache: AgentConfigCache, company_id: uuid.UUID,
                         action_id: uuid.UUID, data: ActionUpdate) -> ActionDefinition:
     action = await get_action(session, company_id, action_id)
     changes = data.model_dump(exclude_unset=True, mode="json")
     credentials = changes.pop("auth_credentials", None)
     for field, value in changes.items():
+        if value is None and field not in CLEARABLE_FIELDS:
+            continue  # as for agents: null leaves a field that cannot be empty as it is
         setattr(action, field, value)
     if credentials is not None:
         action.auth_credentials_encrypted = box.encrypt_json(credentials) if credentials else None

@@ -57,10 +57,15 @@ async def create_customer(session: AsyncSession, company_id: uuid.UUID, data: Cu
     return customer
 
 
+_EMPTY: dict[str, type] = {"metadata": dict, "segments": list}
+
+
 async def update_customer(session: AsyncSession, company_id: uuid.UUID, ref: str,
                           data: CustomerUpdate) -> Customer:
     customer = await get_customer(session, company_id, ref)
     for field, value in data.model_dump(exclude_unset=True).items():
+        if value is None and field in _EMPTY:
+            value = _EMPTY[field]()  # null clears metadata and segments
         setattr(customer, "metadata_" if field == "metadata" else field, value)
     await session.flush()
     await session.refresh(customer)

@@ -9,9 +9,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cortex.kit import text_guard
+
 logger = logging.getLogger(__name__)
+
+# PostgreSQL's 'invalid byte sequence' (a NUL in text) and 'untranslatable character' (\u0000 in jsonb).
+UNSTORABLE_TEXT_STATES = frozenset({"22021", "22P05"})
 
 
 class CortexError(Exception):
@@ -117,6 +124,20 @@ def register_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        # The row an update loaded was deleted (or changed) by a concurrent request before the write.
+        return JSONResponse({"detail": "the resource changed while this request ran; read it again"},
+                            status_code=409)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Text the guard middleware could not see (a multipart form field) that PostgreSQL refused.
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_STATES:
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": text_guard.MESSAGE, "type": "value_error"}]},
+                                status_code=422)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
