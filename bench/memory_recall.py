@@ -698,7 +698,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                 "superseded_recalled_rate": rate(ours_sup),
                 "latency_ms_p50": percentile(ours_warm, 50), "latency_ms_p95": percentile(ours_warm, 95),
                 "latency_note": "recall() with the query embedding memoised (as the pipeline shares it), "
-                                "over every case of both splits",
+                                "over every case of every family",
                 "recall_statement_only_ms_p50": percentile(sql_ms, 50),
                 "recall_statement_only_ms_p95": percentile(sql_ms, 95),
                 "latency_with_query_embedding_ms_p50": percentile(ours_cold, 50),
