@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.scripted_llm import _free_port  # noqa: E402
 
+from bench.common import log, percentile, wait_for  # noqa: E402
 from cortex.agents import service as agents  # noqa: E402
 from cortex.agents.schemas import AgentConfig, AgentCreate  # noqa: E402
 from cortex.app import build_runtime, close_runtime  # noqa: E402
@@ -72,14 +73,6 @@ THRESHOLDS = [0.70, 0.75, 0.80, 0.85, 0.90, 0.95]
 MODEL = "openai/scripted-model"
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 3)
 
 
 # --- the lookup, evaluated many ways from one retrieval per query ---------------------------------------
@@ -350,17 +343,6 @@ async def part_banking(runtime: Runtime, cache: SemanticCache, company_id: uuid.
 
 
 # --- part 3 --------------------------------------------------------------------------------------
-
-def wait_for(url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
 
 
 async def load(call: Callable[[str], Any], questions: list[str], clients: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sqlalchemy import func, insert, select, text  # noqa: E402
 from tests.scripted_llm import Reply, ScriptedLLM  # noqa: E402
 
+from bench.common import log, percentile  # noqa: E402
 from cortex.agents import service as agents  # noqa: E402
 from cortex.agents.schemas import AgentCreate  # noqa: E402
 from cortex.app import build_runtime, close_runtime  # noqa: E402
@@ -58,14 +59,6 @@ MODEL = "openai/scripted-model"
 TOKEN_BUDGET = 1_500
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 3)
 
 
 # --- the templates ------------------------------------------------------------------------------------

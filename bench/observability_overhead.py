@@ -33,6 +33,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from limits.aio.storage import MemoryStorage  # noqa: E402
 from tests.support import make_tenant  # noqa: E402
 
+from bench.common import log  # noqa: E402
 from cortex.app import build_runtime, close_runtime, create_app  # noqa: E402
 from cortex.kit.runtime import Runtime  # noqa: E402
 from cortex.observability.rate_limit import RATE_LIMITER, Check, RateLimiter  # noqa: E402
@@ -40,9 +41,6 @@ from cortex.settings import Settings  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -34,6 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from tests.scripted_llm import _free_port  # noqa: E402
 
+from bench.common import log, percentile, wait_for  # noqa: E402
 from cortex.auth import service as auth  # noqa: E402
 from cortex.auth.schemas import ApiKeyCreate  # noqa: E402
 from cortex.db.admin import create_database  # noqa: E402
@@ -46,14 +47,6 @@ MODEL = "openai/scripted-model"
 DATASET = ROOT.parent / "shared" / "datasets" / "banking77"
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 3)
 
 
 def questions(limit: int) -> list[str]:
@@ -92,17 +85,6 @@ async def seed(database_url: str) -> tuple[str, str, str]:
     await database.dispose()
     return ids
 
-
-def wait_for(url: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
 
 
 

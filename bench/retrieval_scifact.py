@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,6 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sqlalchemy import bindparam, text  # noqa: E402
 from sqlalchemy.dialects.postgresql import ARRAY, UUID  # noqa: E402
 
+from bench.common import log, percentile  # noqa: E402
 from cortex.app import build_runtime, close_runtime  # noqa: E402
 from cortex.auth import service as auth  # noqa: E402
 from cortex.kit.runtime import Runtime  # noqa: E402
@@ -53,14 +55,6 @@ DATASET = ROOT.parent / "shared" / "datasets" / "scifact"
 POOL = 200  # candidates per list for recall@100 after aggregation to documents
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 2)
 
 
 def load(limit_docs: int | None) -> tuple[list[dict[str, str]], dict[str, str], dict[str, dict[str, int]]]:
@@ -421,7 +415,7 @@ async def run_queries(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.U
         "hybrid_best_lever": {"name": best[0], **best[1]},
         "levers": {"lexical_variants": levers["lexical"], "fusion": fusion},
         "lexical_candidate_budget_vs_exact": budget,
-        "latency_ms": {mode: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for mode, v in latency.items()},
+        "latency_ms": {mode: {"p50": percentile(v, 50, 2), "p95": percentile(v, 95, 2)} for mode, v in latency.items()},
         "note": "hybrid_product_default is the retriever's own search (top 50 chunks → documents), so its "
                 "recall@100 is bounded by 50 chunks; the lever rows fuse 200-chunk candidate lists offline with "
                 "the retriever's own fusion functions.",
