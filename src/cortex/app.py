@@ -27,7 +27,7 @@ from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.kit.text_guard import TextGuardMiddleware
 from cortex.knowledge.endpoints import jobs_router, knowledge_router, sources_router
-from cortex.knowledge.service import KnowledgeComponent
+from cortex.knowledge.service import KnowledgeComponent, knowledge_component
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.memory.component import MemoryComponent
 from cortex.memory.endpoints import memory_router
@@ -125,11 +125,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if built.settings.preload_embeddings:
             await built.embedder.warm_up()
             count_tokens(None, text="warm up")  # loads the tokenizer now rather than on the first chat
-        # Serving workers take part in background duties (job leases and recovery); a CLI runtime does not.
-        for component in built.components.values():
-            serve = getattr(component, "serve", None)
-            if callable(serve):
-                serve()
+        # A serving worker also resumes knowledge jobs whose worker died; a command-line runtime does not.
+        knowledge_component(built).serve()
         try:
             yield
         finally:

@@ -168,11 +168,9 @@ class JobRunner:
         if self._handing_back:
             # A serving worker shutting down (a deploy): the job goes back to the queue, claimable at once,
             # and the next worker to look runs it again. This run does not count as an attempt.
-            async with self.runtime.database.session() as session:
-                await session.execute(update(KnowledgeJob).where(
-                    KnowledgeJob.id == job_id, KnowledgeJob.lease_owner == self.owner).values(
-                    status="queued", progress=0, lease_owner=None, attempts=KnowledgeJob.attempts - 1,
-                    updated_at=func.now() - timedelta(seconds=LEASE_SECONDS)))
+            await self._update(job_id, status="queued", progress=0, lease_owner=None,
+                               attempts=KnowledgeJob.attempts - 1,
+                               updated_at=func.now() - timedelta(seconds=LEASE_SECONDS))
         else:
             await self._update(job_id, status="failed", error="cancelled: the worker shut down",
                                finished_at=datetime.now(UTC))

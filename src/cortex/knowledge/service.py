@@ -128,9 +128,10 @@ class KnowledgeComponent:
         background = run_async if run_async is not None else size > settings.ingest_sync_max_bytes
         name = display_name or path.name
         work = self._file_work(company_id, source.id, path, name, model, user_id)
+        recorded = await asyncio.to_thread(self._recorded_path, path)
         return await self._run(work, background=background, company_id=company_id, kind="file",
                                source_id=source.id, created_by=user_id,
-                               params={"file": name, "model": model, "path": self._recorded_path(path)})
+                               params={"file": name, "model": model, "path": recorded})
 
     def _file_work(self, company_id: uuid.UUID, source_id: uuid.UUID, path: Path, name: str, model: str,
                    user_id: str | None) -> Work:
@@ -144,8 +145,9 @@ class KnowledgeComponent:
         return work
 
     def _recorded_path(self, path: Path) -> str:
-        """Where a resumed job finds its file: relative to the upload directory when inside it (workers may
-        mount that directory at different places), else as given (the command line's own files)."""
+        """Where a resumed job finds its file (blocking: resolves on disk): relative to the upload
+        directory when inside it (workers may mount it at different places), else as given (the command
+        line's own files)."""
         root = self.runtime.settings.resolved_upload_dir.resolve()
         resolved = path.resolve()
         return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
@@ -190,16 +192,19 @@ class KnowledgeComponent:
         model = embedding_model or DEFAULT_EMBEDDING_MODEL
         self.runtime.embedder.spec(model)
         source_id = await self._documents_source(company_id, config, model)
-        return await self._run(self._documents_work(company_id, agent_id, source_id, model, user_id),
+        work = self._documents_work(company_id, agent_id, source_id, model, user_id, agent_documents(config))
+        return await self._run(work,
                                background=bool(run_async), company_id=company_id, kind="documents",
                                source_id=source_id, agent_id=agent_id, created_by=user_id, params={"model": model})
 
     def _documents_work(self, company_id: uuid.UUID, agent_id: uuid.UUID, source_id: uuid.UUID, model: str,
-                        user_id: str | None) -> Work:
+                        user_id: str | None, given: list[SourceDocument] | None = None) -> Work:
+        """`given`: the documents the request read; a resumed job (None) reads the agent's current ones."""
         async def work(progress: ProgressCallback) -> IngestOutcome | None:
-            # The agent's documents as they are when the work runs (a resumed job takes the latest).
-            async with self.runtime.database.session() as session:
-                documents = agent_documents(await agents.build_config(session, company_id, agent_id))
+            documents = given
+            if documents is None:  # NotFound here fails the job once the agent is gone
+                async with self.runtime.database.session() as session:
+                    documents = agent_documents(await agents.build_config(session, company_id, agent_id))
             if not documents:
                 await self._clear(company_id, source_id)
                 return None
@@ -214,7 +219,6 @@ class KnowledgeComponent:
         source = await source_of(self.runtime, company_id, source_id)
         model = embedding_model or source.embedding_model or DEFAULT_EMBEDDING_MODEL
         self.runtime.embedder.spec(model)
-
         return await self._run(self._reembed_work(company_id, source_id, model), background=bool(run_async),
                                company_id=company_id, kind="reembed", source_id=source_id, params={"model": model})
 
@@ -236,8 +240,6 @@ class KnowledgeComponent:
         model = str(job.params.get("model") or DEFAULT_EMBEDDING_MODEL)
         self.runtime.embedder.spec(model)
         if job.kind == "documents" and job.agent_id is not None and job.source_id is not None:
-            async with self.runtime.database.session() as session:
-                await agents.build_config(session, job.company_id, job.agent_id)  # NotFound once deleted
             return self._documents_work(job.company_id, job.agent_id, job.source_id, model, job.created_by)
         if job.source_id is None:
             raise InvalidInput("job", "the job names no source")

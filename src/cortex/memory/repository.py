@@ -215,8 +215,9 @@ def _recency_weight(confidence: float, last_confirmed_at: datetime, now: datetim
 # text with positional parameters, run on the asyncpg connection itself: asyncpg prepares it once per
 # pooled connection and reuses the plan; no SQLAlchemy compilation or row objects on the hot path. No
 # HNSW index: with a per-customer filter it may return fewer rows than asked (pgvector filters after
-# the index scan), and an exact scan of one customer's thousand facts is ~1-4 ms (measured in bench/memory_recall.py). The query vector is converted once,
-# in its own CTE: a cast of a parameter inside the scan would run per row under a generic plan.
+# the index scan), and an exact scan of one customer's thousand facts is ~1-4 ms (measured in
+# bench/memory_recall.py). The query vector is converted once, in its own CTE: a cast of a parameter
+# inside the scan would run per row under a generic plan.
 RECALL_SQL = """
 WITH query AS MATERIALIZED (SELECT CAST($1::real[] AS halfvec) AS vector
 ), scored AS MATERIALIZED (
