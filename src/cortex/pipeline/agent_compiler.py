@@ -2,8 +2,9 @@
 
 Up to MAX_TOOL_ROUNDS rounds of tool calls are executed and fed back; after the last the model is
 called once more without tools, which forces a text answer. Timings: `agent_compiler` is the whole
-service; inside it, `tool_execution` is the time spent in webhooks and `tool_call_rounds` the time of
-the model calls that followed tool results.
+service; inside it, `tool_execution` is the time spent in webhooks and `tool_followup_calls` the time of
+the model calls that followed tool results. `ctx.tool_rounds` counts the rounds whose tools were executed
+(the response's `step_timings.tool_call_rounds`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def _tool_loop(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
             max_tokens=agent.settings.max_output_tokens, prices=agent.settings.model_prices, tier=ctx.tier,
         )
         if round_number > 0:
-            ctx.timings["tool_call_rounds"] += round((time.perf_counter() - started) * 1000, 3)
+            ctx.timings["tool_followup_calls"] += round((time.perf_counter() - started) * 1000, 3)
         _account(ctx, completion)
         if not completion.tool_calls or offer_tools is None:
             ctx.reply = completion.text

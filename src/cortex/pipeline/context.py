@@ -111,6 +111,10 @@ class RequestContext:
         finally:
             self.timings[step] = round(self.timings[step] + (time.perf_counter() - started) * 1000, 3)
 
+    def step_timings(self) -> dict[str, float]:
+        """The timed steps in milliseconds, and `tool_call_rounds`, the count of tool rounds executed."""
+        return {**self.timings, "tool_call_rounds": self.tool_rounds}
+
     def span_attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {"cortex.request_id": self.request_id}
         if self.agent is not None:

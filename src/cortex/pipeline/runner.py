@@ -124,7 +124,7 @@ class ChatPipeline:
         return store.ReplyRecord(
             content=ctx.reply, model_used=ctx.model_used, tier=ctx.tier, tier_reason=ctx.tier_reason,
             tokens_input=ctx.tokens_input, tokens_output=ctx.tokens_output, cost_usd=ctx.cost_usd,
-            latency_ms=ctx.elapsed_ms(), step_timings=dict(ctx.timings), context_tokens=self._context_tokens(ctx),
+            latency_ms=ctx.elapsed_ms(), step_timings=ctx.step_timings(), context_tokens=self._context_tokens(ctx),
             actions_executed=ctx.actions_executed, tool_calls=[o.record() for o in ctx.tool_outcomes],
             tool_rounds=ctx.tool_rounds, cached=hit is not None, cache_similarity=hit.similarity if hit else None,
             cache_entry_id=hit.entry_id if hit else None, config_cache_hit=ctx.config_cache_hit,
@@ -145,5 +145,5 @@ class ChatPipeline:
             actions_executed=ctx.actions_executed, latency_ms=ctx.elapsed_ms(),
             tokens=Tokens(input=ctx.tokens_input, output=ctx.tokens_output, cost_usd=round(ctx.cost_usd, 8)),
             context_tokens=ContextTokens.model_validate(self._context_tokens(ctx)),
-            step_timings=StepTimings(**ctx.timings),
+            step_timings=StepTimings(**ctx.step_timings()),
         )

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Channel = Literal["whatsapp", "web", "instagram", "email", "messenger", "telegram", "sms", "voice"]
 
+# The timed steps, in milliseconds. `tool_followup_calls` is the time of the model calls that followed tool
+# results; it is stored with each reply but not part of the response's `step_timings`.
 STEP_NAMES = ("config_load", "memory_recall", "context_engine", "token_optimizer", "cache_check", "model_router",
-              "agent_compiler", "tool_call_rounds", "tool_execution")
+              "agent_compiler", "tool_followup_calls", "tool_execution")
 
 
 class ChatRequest(BaseModel):
@@ -51,16 +53,23 @@ class ContextTokens(BaseModel):
     savings_pct: float
 
 
+def _ms(service: str) -> Any:
+    return Field(0.0, description=f"milliseconds spent in {service}; 0 when it did not run")
+
+
 class StepTimings(BaseModel):
-    config_load: float = 0.0
-    memory_recall: float = 0.0
-    context_engine: float = 0.0
-    token_optimizer: float = 0.0
-    cache_check: float = 0.0
-    model_router: float = 0.0
-    agent_compiler: float = 0.0
-    tool_call_rounds: float = 0.0
-    tool_execution: float = 0.0
+    """Where the time went, per pipeline service, in milliseconds; `tool_call_rounds` is a count."""
+
+    config_load: float = _ms("01 Config Loader")
+    memory_recall: float = _ms("02 Memory Recall")
+    context_engine: float = _ms("03 Context Engine")
+    token_optimizer: float = _ms("04 Token Optimizer")
+    cache_check: float = _ms("05 Cache Check")
+    model_router: float = _ms("06 Model Router")
+    agent_compiler: float = _ms("07 Agent Compiler, model calls and tool execution included")
+    tool_call_rounds: int = Field(0, ge=0, le=5, description="the number of rounds in which tools were executed "
+                                  "(0 to 5): a count, not milliseconds")
+    tool_execution: float = _ms("the action webhooks of 07")
 
 
 class ChatResponse(BaseModel):
