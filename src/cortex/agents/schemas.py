@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cortex.agents.templates import syntax_error
+from cortex.agents import templates
 
 Tier = Literal["speed", "nano", "sonnet", "complex", "search"]
 AuthType = Literal["api_key", "bearer", "oauth2", "basic", "none"]
@@ -86,9 +86,13 @@ class AgentSettings(Strict):
 
 
 def _template_compiles(value: str | None) -> str | None:
-    error = syntax_error(value) if value else None
-    if error:
-        raise ValueError(f"system_prompt is not a valid Jinja2 template: {error}")
+    """A prompt template that would fail at chat time is refused when it is saved (422 with its line)."""
+    if not value:
+        return value
+    sample = {"personality": Personality().model_dump(mode="json"), "dialect": Dialect().model_dump(mode="json")}
+    found = templates.problem(value, sample)
+    if found is not None:
+        raise ValueError(f"system_prompt is not a usable template: {found}")
     return value
 
 
@@ -279,3 +283,5 @@ class AgentConfig(BaseModel):
     settings: AgentSettings
     config_version: int
     knowledge_version: int
+    # Defaulted: configurations cached before the field existed still load.
+    company_name: str = ""

@@ -23,7 +23,7 @@ from cortex.agents.schemas import (
     Scenario,
 )
 from cortex.db.engine import after_commit
-from cortex.db.models import ActionDefinition, Agent, AgentAction, AgentKnowledgeSource, KnowledgeSource
+from cortex.db.models import ActionDefinition, Agent, AgentAction, AgentKnowledgeSource, Company, KnowledgeSource
 from cortex.kit.errors import InvalidInput, NotFound
 from cortex.kit.pagination import Page, PageParams, paginate
 
@@ -172,6 +172,7 @@ async def build_config(session: AsyncSession, company_id: uuid.UUID, agent_id: u
         .where(AgentAction.agent_id == agent.id, ActionDefinition.company_id == company_id)
         .order_by(AgentAction.position))).all()
     _, source_ids = await _linked_ids(session, agent.id)
+    company_name = await session.scalar(select(Company.name).where(Company.id == company_id))
     return AgentConfig(
         id=agent.id, company_id=agent.company_id, name=agent.name,
         personality=Personality.model_validate(agent.personality), dialect=Dialect.model_validate(agent.dialect),
@@ -180,7 +181,7 @@ async def build_config(session: AsyncSession, company_id: uuid.UUID, agent_id: u
         action_definitions=[action_config(a) for a in actions],
         workflow_faqs=[Faq.model_validate(f) for f in agent.workflow_faqs],
         settings=AgentSettings.model_validate(agent.settings), config_version=agent.config_version,
-        knowledge_version=agent.knowledge_version,
+        knowledge_version=agent.knowledge_version, company_name=company_name or "",
     )
 
 

@@ -8,26 +8,32 @@ configuration errors (422), never a 500.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import TemplateError
 
 from cortex.agents.templates import parse
 from cortex.kit.errors import ConfigurationError
-from cortex.pipeline.context import RequestContext
+from cortex.pipeline.context import CustomerProfile, RequestContext
 
 GROUNDING = ("Answer only from the information above and the tools' results. If the answer is not there, "
              "say honestly that you don't know; never invent facts, prices, dates or policies.")
 
 
 def variables(ctx: RequestContext) -> dict[str, Any]:
+    """Exactly the variables `agents.templates.VARIABLES` lists (a save-time check relies on it)."""
     agent = ctx.config
-    profile = ctx.profile
+    profile = ctx.profile or CustomerProfile(customer_id=ctx.request.customer_id)
     return {
+        "message": ctx.request.message,
         "agent_name": agent.name,
+        "company_name": agent.company_name,
+        "current_date": datetime.now(UTC).date().isoformat(),
         "personality": agent.personality.model_dump(mode="json"),
         "dialect": agent.dialect.model_dump(mode="json"),
-        "customer": vars(profile) if profile else {"customer_id": ctx.request.customer_id},
+        "customer": asdict(profile),
         "facts": [{"fact": f.fact, "category": f.category, "confidence": f.confidence} for f in ctx.kept_facts],
         "knowledge": [{"text": c.text, "heading_path": c.heading_path, "source_id": str(c.source_id),
                        "score": c.score} for c in ctx.kept_chunks],
