@@ -86,7 +86,7 @@ class CortexServer:
 
     def start(self) -> CortexServer:
         handle = self.log.open("wb")
-        self.process = subprocess.Popen(CORTEX + ["serve", "--port", str(self.port)], env=self.env,
+        self.process = subprocess.Popen([*CORTEX, "serve", "--port", str(self.port)], env=self.env,
                                         stdout=handle, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
