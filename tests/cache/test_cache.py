@@ -239,14 +239,25 @@ async def test_warm_flush_and_stats(client: httpx.AsyncClient, tenant: Tenant, o
     hit = await _ask(client, company, runtime, agent["id"], "do you ship abroad?")
     assert hit["reply"] == "Yes, to 40 countries."
     await _ask(client, company, runtime, agent["id"], "Can I pay in cash?")
+    second = await create_agent(client, company)
+    assert (await _warm(client, company, second["id"], pairs[:1])).status_code == 200
     stats = await client.get("/v1/cache/stats", headers=company.headers)
     assert stats.status_code == 200
-    # 2 warmed + 1 generated; one hit, one miss.
-    assert stats.json() == {"status": "ready", "index_name": "ix_semantic_cache_embedding_hnsw", "num_docs": 3,
-                            "num_records": 3, "indexing": False, "hits": 1, "misses": 1, "hit_rate": 0.5}
+    # First agent: 2 warmed + 1 generated; second: 1 warmed. One hit, one miss.
+    body = stats.json()
+    assert {k: body[k] for k in ("status", "index_name", "num_docs", "num_records", "indexing", "hits", "misses",
+                                 "hit_rate")} == {
+        "status": "ready", "index_name": "ix_semantic_cache_embedding_hnsw", "num_docs": 4, "num_records": 4,
+        "indexing": False, "hits": 1, "misses": 1, "hit_rate": 0.5}
+    assert sorted((a["agent_id"], a["num_docs"], a["num_records"]) for a in body["by_agent"]) == sorted(
+        [(agent["id"], 3, 3), (second["id"], 1, 1)])
+    # This worker loaded the first agent's scope for its lookups (the two warmed entries; the generated
+    # one joins it at the next lookup), and not the second's, which nothing has looked up.
+    assert body["hot_index"] == {"enabled": True, "state": "complete", "scopes": 1, "entries": 2}
     await client.patch(f"/v1/agents/{agent['id']}", headers=company.headers, json={"system_prompt": "New."})
     after_change = (await client.get("/v1/cache/stats", headers=company.headers)).json()
-    assert after_change["num_docs"] == 0 and after_change["num_records"] == 3
+    assert after_change["num_docs"] == 1 and after_change["num_records"] == 4
+    assert {a["agent_id"]: a["num_docs"] for a in after_change["by_agent"]} == {agent["id"]: 0, second["id"]: 1}
     foreign = await client.delete("/v1/cache/flush", headers=other_tenant.headers,
                                   params={"company_id": str(company.company_id)})
     assert foreign.status_code == 404
@@ -256,7 +267,7 @@ async def test_warm_flush_and_stats(client: httpx.AsyncClient, tenant: Tenant, o
     flushed = await client.delete("/v1/cache/flush", headers=company.headers,
                                   params={"company_id": str(company.company_id), "agent_id": agent["id"]})
     assert flushed.status_code == 200 and flushed.json() == {"status": "flushed", "entries_deleted": 3}
-    assert (await client.get("/v1/cache/stats", headers=company.headers)).json()["num_records"] == 0
+    assert (await client.get("/v1/cache/stats", headers=company.headers)).json()["num_records"] == 1
 
 
 async def test_flush_of_a_whole_company_and_forget_customer(client: httpx.AsyncClient, tenant: Tenant,

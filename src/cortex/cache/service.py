@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -108,6 +108,8 @@ class SemanticCache:
         self.background = BackgroundTasks()
         self._pending_hits: dict[uuid.UUID, int] = {}
         self._flushing = False
+        # Scope loads in progress on this worker, per company: what `stats` reports as `indexing`.
+        self._loading: Counter[uuid.UUID] = Counter()
 
     async def aclose(self) -> None:
         await self.background.drain()
@@ -145,7 +147,11 @@ class SemanticCache:
                 since = max(0, index.max_seq - 1000)
             else:
                 return index
-            index.add(await self._load(key, since))
+            self._loading[key.company_id] += 1
+            try:
+                index.add(await self._load(key, since))
+            finally:
+                self._loading[key.company_id] -= 1
             index.add_version, index.del_version = add_version, del_version
             self._scopes[key] = index
             self._scopes.move_to_end(key)
@@ -440,22 +446,37 @@ class SemanticCache:
     # --- stats ----------------------------------------------------------------------------------
 
     async def stats(self, company_id: uuid.UUID) -> dict[str, Any]:
+        """What is true now: the company's entries by agent, the PostgreSQL index's state, this worker's
+        hot index, and the hit and miss counters of the cache backend."""
         entry = SemanticCacheEntry
-        reachable = (select(func.count()).select_from(entry)
-                     .join(Agent, and_(Agent.id == entry.agent_id, Agent.config_version == entry.config_version))
-                     .where(entry.company_id == company_id,
-                            or_(and_(entry.origin == GENERATED, entry.knowledge_version == Agent.knowledge_version),
-                                and_(entry.origin == WARMED, entry.knowledge_version == 0)),
-                            or_(entry.expires_at.is_(None), entry.expires_at > func.now())))
+        reachable = and_(Agent.config_version == entry.config_version,
+                         or_(and_(entry.origin == GENERATED, entry.knowledge_version == Agent.knowledge_version),
+                             and_(entry.origin == WARMED, entry.knowledge_version == 0)),
+                         or_(entry.expires_at.is_(None), entry.expires_at > func.now()))
+        by_agent_statement = (
+            select(entry.agent_id, func.count().filter(reachable), func.count())
+            .join(Agent, Agent.id == entry.agent_id)
+            .where(entry.company_id == company_id).group_by(entry.agent_id).order_by(entry.agent_id))
+        index_statement = text("SELECT i.indisvalid AND i.indisready FROM pg_index i "
+                               "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name")
         async with self.runtime.database.session() as session:
-            num_docs = int(await session.scalar(reachable) or 0)
-            num_records = int(await session.scalar(select(func.count()).select_from(entry)
-                                                   .where(entry.company_id == company_id)) or 0)
+            rows = (await session.execute(by_agent_statement)).all()
+            index_valid = await session.scalar(index_statement, {"name": INDEX_NAME})
+        by_agent = [{"agent_id": agent_id, "num_docs": int(docs), "num_records": int(records)}
+                    for agent_id, docs, records in rows]
         hits = int(await self.runtime.cache.get(self._stats_key(company_id, "hits")) or 0)
         misses = int(await self.runtime.cache.get(self._stats_key(company_id, "misses")) or 0)
+        loading = self._loading[company_id] > 0
+        scopes = [index for key, index in self._scopes.items() if key.company_id == company_id]
         return {
-            # pgvector maintains HNSW on every insert, so there is never a build in progress.
-            "status": "ready", "index_name": INDEX_NAME, "num_docs": num_docs, "num_records": num_records,
-            "indexing": False, "hits": hits, "misses": misses,
+            # pgvector maintains the HNSW index on every insert; it is only unready while being built.
+            "status": "missing" if index_valid is None else ("ready" if index_valid else "building"),
+            "index_name": INDEX_NAME,
+            "num_docs": sum(a["num_docs"] for a in by_agent), "num_records": sum(a["num_records"] for a in by_agent),
+            "indexing": loading, "hits": hits, "misses": misses,
             "hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
+            "by_agent": by_agent,
+            "hot_index": {"enabled": self.hot_index,
+                          "state": "building" if loading else ("complete" if scopes else "empty"),
+                          "scopes": len(scopes), "entries": sum(len(index) for index in scopes)},
         }
