@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from cortex.auth import api_keys
 from cortex.auth.service import find_key_by_raw
+from cortex.auth.sessions import SESSION_CHECK_TTL_SECONDS, session_cache_key, session_is_active
 from cortex.auth.tokens import PortalClaims, read_token
 from cortex.db.models import ApiKey
 from cortex.kit.deps import RuntimeDep
@@ -122,6 +123,18 @@ KeysAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("keys"))]
 MetricsAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("metrics"))]
 
 
+async def _session_is_active(runtime: Runtime, claims: PortalClaims) -> bool:
+    cache_key = session_cache_key(claims.session_id)
+    owner = f"{claims.user_id}:{claims.company_id}".encode()
+    if await runtime.cache.get(cache_key) == owner:
+        return True
+    async with runtime.database.session() as session:
+        active = await session_is_active(session, claims)
+    if active:
+        await runtime.cache.set(cache_key, owner, SESSION_CHECK_TTL_SECONDS)
+    return active
+
+
 async def portal_user(request: Request, runtime: RuntimeDep) -> PortalClaims:
     token = _bearer(request)
     if token is None:
@@ -129,6 +142,8 @@ async def portal_user(request: Request, runtime: RuntimeDep) -> PortalClaims:
     claims = read_token(runtime.settings.signing_secret, token)
     if claims is None:
         raise Unauthorized("invalid or expired token")
+    if not await _session_is_active(runtime, claims):
+        raise Unauthorized("session ended: log in again")
     return claims
 
 

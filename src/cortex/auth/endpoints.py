@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, status
 
-from cortex.auth import service
-from cortex.auth.deps import KeysAuth, PortalUser, principal_cache_key
+from cortex.auth import service, sessions
+from cortex.auth.deps import ApiPrincipal, KeysAuth, PortalUser, principal_cache_key
+from cortex.auth.key_powers import KeyPowers
 from cortex.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -18,9 +20,11 @@ from cortex.auth.schemas import (
     PortalUserPublic,
 )
 from cortex.auth.tokens import PortalClaims, issue_token
+from cortex.db.engine import after_commit
 from cortex.kit.deps import RuntimeDep, SessionDep
-from cortex.kit.errors import Forbidden, Unauthorized
+from cortex.kit.errors import Unauthorized
 from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.runtime import Runtime
 
 portal_router = APIRouter(prefix="/portal/api", tags=["portal"])
 keys_router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -31,16 +35,29 @@ async def login(body: LoginRequest, session: SessionDep, runtime: RuntimeDep) ->
     user = await service.authenticate_user(session, body.email, body.password)
     if user is None:
         raise Unauthorized("invalid email or password")
-    claims = PortalClaims(user.id, user.company_id, user.email)
-    token = issue_token(runtime.settings.signing_secret, claims, runtime.settings.jwt_expire_minutes)
+    opened = await sessions.open_session(session, user, timedelta(minutes=runtime.settings.jwt_expire_minutes))
+    claims = PortalClaims(user.id, user.company_id, user.email, opened.id)
+    token = issue_token(runtime.settings.signing_secret, claims, opened.created_at, opened.expires_at)
     return LoginResponse(token=token, user=PortalUserPublic(id=user.id, email=user.email,
                                                             company_id=user.company_id))
 
 
-async def _revoke(runtime: RuntimeDep, session: SessionDep, company_id: uuid.UUID,
-                  key_id: uuid.UUID) -> ApiKeyRevoked:
-    key = await service.revoke_api_key(session, company_id, key_id)
-    await runtime.cache.delete(principal_cache_key(key.key_hash))
+@portal_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(user: PortalUser, session: SessionDep, runtime: RuntimeDep) -> None:
+    await sessions.revoke_session(session, user.session_id)
+    # After the commit: before it, a concurrent request could still read the session as live and
+    # remember it again.
+    after_commit(session, lambda: _forget(runtime, sessions.session_cache_key(user.session_id)))
+
+
+async def _forget(runtime: Runtime, cache_key: str) -> None:
+    await runtime.cache.delete(cache_key)
+
+
+async def _revoke(runtime: RuntimeDep, session: SessionDep, company_id: uuid.UUID, key_id: uuid.UUID,
+                  powers: KeyPowers | None = None) -> ApiKeyRevoked:
+    key = await service.revoke_api_key(session, company_id, key_id, powers)
+    after_commit(session, lambda: _forget(runtime, principal_cache_key(key.key_hash)))
     return ApiKeyRevoked(id=key.id, revoked=True)
 
 
@@ -60,12 +77,15 @@ async def portal_revoke_key(key_id: uuid.UUID, user: PortalUser, session: Sessio
     return await _revoke(runtime, session, user.company_id, key_id)
 
 
+def _powers(principal: ApiPrincipal, runtime: RuntimeDep) -> KeyPowers:
+    return KeyPowers.of(principal, runtime.settings.rate_limit_per_minute)
+
+
 @keys_router.post("", response_model=ApiKeyCreated)
-async def create_key(body: ApiKeyCreate, principal: KeysAuth, session: SessionDep) -> ApiKeyCreated:
-    # A key may mint keys only within its own powers, never a broader one.
-    if "*" not in principal.scopes and not set(body.scopes) <= set(principal.scopes):
-        raise Forbidden("a key cannot grant scopes it does not hold")
-    return await service.create_api_key(session, principal.company_id, body)
+async def create_key(body: ApiKeyCreate, principal: KeysAuth, session: SessionDep,
+                     runtime: RuntimeDep) -> ApiKeyCreated:
+    terms = _powers(principal, runtime).terms_for(body, datetime.now(UTC))
+    return await service.create_api_key(session, principal.company_id, body, terms=terms)
 
 
 @keys_router.get("", response_model=Page[ApiKeyPublic])
@@ -76,4 +96,4 @@ async def list_keys(principal: KeysAuth, session: SessionDep, page: PageQuery) -
 @keys_router.delete("/{key_id}", response_model=ApiKeyRevoked)
 async def revoke_key(key_id: uuid.UUID, principal: KeysAuth, session: SessionDep,
                      runtime: RuntimeDep) -> ApiKeyRevoked:
-    return await _revoke(runtime, session, principal.company_id, key_id)
+    return await _revoke(runtime, session, principal.company_id, key_id, _powers(principal, runtime))

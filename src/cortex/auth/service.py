@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.auth import api_keys
+from cortex.auth.key_powers import KeyPowers, KeyTerms
 from cortex.auth.passwords import hash_password, verify_password
 from cortex.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cortex.db.models import ApiKey, Company, User
-from cortex.kit.errors import Conflict, NotFound
+from cortex.kit.errors import Conflict, NotFound, Unauthorized
 from cortex.kit.pagination import Page, PageParams, paginate
+
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 def normalise_email(email: str) -> str:
@@ -51,22 +55,32 @@ async def authenticate_user(session: AsyncSession, email: str, password: str) ->
 
 
 async def create_api_key(
-    session: AsyncSession, company_id: uuid.UUID, data: ApiKeyCreate, created_by: uuid.UUID | None = None
+    session: AsyncSession, company_id: uuid.UUID, data: ApiKeyCreate, created_by: uuid.UUID | None = None,
+    *, terms: KeyTerms | None = None,
 ) -> ApiKeyCreated:
+    """`terms`: the limits once a creating key's own are applied (`KeyPowers.terms_for`); else as requested."""
     raw = api_keys.generate_key()
-    expires_at = datetime.now(UTC) + timedelta(days=data.expires_in_days) if data.expires_in_days else None
+    terms = terms or KeyTerms.as_requested(data, datetime.now(UTC))
     key = ApiKey(
         company_id=company_id,
         name=data.name,
         key_prefix=api_keys.display_prefix(raw),
         key_hash=api_keys.hash_key(raw),
         scopes=list(data.scopes),
-        expires_at=expires_at,
-        rate_limit_per_minute=data.rate_limit_per_minute,
+        expires_at=terms.expires_at,
+        rate_limit_per_minute=terms.rate_limit_per_minute,
         created_by_user_id=created_by,
     )
-    session.add(key)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(key)
+            await session.flush()
+    except IntegrityError as exc:
+        # The credentials were checked a moment ago (or remembered briefly): the company or the
+        # user behind them has been deleted since.
+        if getattr(exc.orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+            raise Unauthorized("the company or user behind these credentials no longer exists") from None
+        raise
     await session.refresh(key)
     return ApiKeyCreated(id=key.id, key=raw, key_prefix=key.key_prefix, name=key.name, scopes=key.scopes,
                          expires_at=key.expires_at, created_at=key.created_at,
@@ -85,12 +99,16 @@ async def list_api_keys(session: AsyncSession, company_id: uuid.UUID, params: Pa
     return await paginate(session, statement, params, key_public)
 
 
-async def revoke_api_key(session: AsyncSession, company_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+async def revoke_api_key(session: AsyncSession, company_id: uuid.UUID, key_id: uuid.UUID,
+                         powers: KeyPowers | None = None) -> ApiKey:
+    """`powers`: those of the key asking, which may revoke only keys within them; None for a portal user."""
     key = await session.scalar(
         select(ApiKey).where(ApiKey.id == key_id, ApiKey.company_id == company_id, ApiKey.revoked_at.is_(None))
     )
     if key is None:
         raise NotFound("API key not found")
+    if powers is not None:
+        powers.check_revoke(key)
     key.revoked_at = func.now()
     await session.flush()
     return key
