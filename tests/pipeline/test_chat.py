@@ -304,15 +304,14 @@ async def test_after_reply_actions_run_in_the_background_and_join_the_record(
 
 async def test_config_comes_from_the_cache_after_the_first_load_and_notes_are_kept(
         client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM) -> None:
-    agent = await create_agent(client, tenant)
+    agent = await create_agent(client, tenant, settings={"knowledge_top_k": 0})
     conversation = uuid.uuid4()
     for text in ("first", "second"):
         assert (await chat(client, tenant, agent["id"], text, conversation_id=conversation)).status_code == 200
     replies = [m for m in await _messages(runtime, conversation) if m.role == "assistant"]
     assert [m.config_cache_hit for m in replies] == [False, True]
-    notes = replies[0].metadata_["notes"]
-    if "knowledge" not in runtime.components:
-        assert notes["knowledge"].startswith("unavailable")
+    # A service that chose not to run says why, on the stored reply.
+    assert [m.metadata_["notes"]["knowledge"] for m in replies] == ["disabled for this agent (knowledge_top_k 0)"] * 2
 
 
 class _BrokenKnowledge:
