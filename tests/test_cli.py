@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from typer.testing import CliRunner
 
 from tests.support import Tenant
 
@@ -61,3 +65,34 @@ async def test_users_and_keys_commands(client: httpx.AsyncClient, database_url: 
     assert (await client.get("/v1/customers", headers={"Authorization": f"Bearer {raw}"})).status_code == 403
     bad = _run(["keys", "create", "--company-id", user["company_id"], "--name", "x", "--scopes", "root"], env)
     assert bad.returncode == 2
+
+
+def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
+    started = time.monotonic()
+    env = {**os.environ, "REDIS_URL": "", "CORTEX_REDIS_URL": "", "CORTEX_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([*CORTEX, "serve", "--workers", "2", "--port", "1"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "REDIS_URL" in result.stderr and "--workers 2" in result.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "prometheus").exists()  # refused before anything was prepared
+
+
+def test_serve_starts_several_workers_with_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from cortex import cli
+    from cortex.observability import logs
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append({"app": app, **options}))
+    monkeypatch.setattr(logs, "configure_logging", lambda *args: None)
+    result = CliRunner().invoke(cli.app, ["serve", "--workers", "2"], env={
+        "REDIS_URL": "redis://127.0.0.1:6379/0", "DATABASE_URL": "", "CORTEX_DATA_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")})
+    assert result.exit_code == 0, result.output
+    assert [(call["app"], call["workers"]) for call in calls] == [("cortex.app:create_app", 2)]
+    one = CliRunner().invoke(cli.app, ["serve"], env={"REDIS_URL": "", "CORTEX_REDIS_URL": "",
+                                                      "CORTEX_DATA_DIR": str(tmp_path)})
+    assert one.exit_code == 0, one.output
+    assert calls[-1]["workers"] == 1

@@ -21,6 +21,7 @@ from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
 from cortex.embeddings.embedder import Embedder
 from cortex.health.endpoints import health_router
+from cortex.kit.body_limit import BodyLimitMiddleware
 from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
@@ -60,6 +61,9 @@ ROUTERS = [
     memory_router,
     cache_router,
 ]
+
+# Routes that take a multipart file: their bodies may be as large as CORTEX_INGEST_MAX_FILE_BYTES.
+UPLOAD_PATHS = ("/v1/knowledge/sources/{source_id}/files",)
 
 
 async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -136,9 +140,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     register_error_handlers(app)
-    # Added last is outermost: the request id and the request's span wrap the rate limit's 429s too.
+    # Added last is outermost: the request id and the request's span wrap the 413s and 429s too, and
+    # the body limit counts every byte that the text guard or a route reads.
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)

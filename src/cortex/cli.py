@@ -49,7 +49,7 @@ def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-          workers: Annotated[int, typer.Option(help="Worker processes (needs REDIS_URL to share state).")] = 1,
+          workers: Annotated[int, typer.Option(min=1, help="Worker processes (more than one needs REDIS_URL).")] = 1,
           ) -> None:
     """Run the API server."""
     import uvicorn
@@ -57,6 +57,11 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     from cortex.observability.logs import configure_logging
 
     settings = Settings()
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own rate-limit counts, revoked-key cache and live-event streams.
+        err.print(f"[red]--workers {workers} needs REDIS_URL:[/] without it every worker keeps its own rate "
+                  "limits, key cache and live events; set REDIS_URL or run one worker")
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:
         _prepare_multiprocess_metrics(settings)

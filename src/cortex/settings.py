@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     config_cache_ttl_seconds: int = 300
     upload_dir: Path | None = None
     allow_private_webhooks: bool = False
+    # Largest request body (JSON or any other) accepted; multipart uploads get ingest_max_file_bytes.
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     rate_limit_per_minute: int = 600
     # Requests per minute for all of one company's keys together; unset means rate_limit_per_minute.
     company_rate_limit_per_minute: int | None = None

@@ -158,12 +158,13 @@ class Workers:
 
 
 @pytest.fixture
-def two_workers(database_url: str, tmp_path: Path) -> Iterator[Workers]:
-    """`cortex serve --workers 2` with a scraper token and its own PROMETHEUS_MULTIPROC_DIR."""
+def two_workers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """`cortex serve --workers 2` (which needs Redis) with a scraper token and its own PROMETHEUS_MULTIPROC_DIR."""
     token = "scrape-" + uuid.uuid4().hex
     multiproc = tmp_path / "prom"
     env = server_env(database_url, tmp_path, CORTEX_METRICS_TOKEN=token, PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-                     CORTEX_LOG_LEVEL="WARNING")
+                     CORTEX_LOG_LEVEL="WARNING", REDIS_URL=redis_url,
+                     CORTEX_RATE_LIMIT_PREFIX=f"cortex-test:{uuid.uuid4().hex}")
     port = _free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as out:

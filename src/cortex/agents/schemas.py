@@ -12,6 +12,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cortex.agents import templates
+from cortex.kit.json_bounds import JsonSchemaObject
 
 Tier = Literal["speed", "nano", "sonnet", "complex", "search"]
 AuthType = Literal["api_key", "bearer", "oauth2", "basic", "none"]
@@ -175,9 +176,9 @@ class ActionFields(Strict):
     method: HttpMethod = "POST"
     headers: dict[Annotated[str, Field(min_length=1, max_length=200)], Annotated[str, Field(max_length=4_000)]] = {}
     auth_type: AuthType = "none"
-    parameters_schema: dict[str, Any] = {"type": "object", "properties": {}}
+    parameters_schema: JsonSchemaObject = {"type": "object", "properties": {}}
     path_template: Annotated[str | None, Field(max_length=2_000)] = None
-    query_schema: dict[str, Any] = {}
+    query_schema: JsonSchemaObject = {}
     rate_limit: RateLimit | None = None
     run_after_reply: bool = False
 
@@ -212,9 +213,9 @@ class ActionUpdate(Strict):
     headers: dict[str, Annotated[str, Field(max_length=4_000)]] | None = None
     auth_type: AuthType | None = None
     auth_credentials: dict[str, Annotated[str, Field(max_length=8_000)]] | None = None
-    parameters_schema: dict[str, Any] | None = None
+    parameters_schema: JsonSchemaObject | None = None
     path_template: Annotated[str, Field(max_length=2_000)] | None = None
-    query_schema: dict[str, Any] | None = None
+    query_schema: JsonSchemaObject | None = None
     rate_limit: RateLimit | None = None
     run_after_reply: bool | None = None
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from cortex.kit.json_bounds import Metadata
+
 Name = Annotated[str, Field(max_length=200)]
 Segments = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=100)]
 
@@ -17,7 +19,7 @@ class CustomerCreate(BaseModel):
     last_name: Name | None = None
     email: EmailStr | None = None
     organization: Name | None = None
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
     segments: Segments = []
 
 
@@ -27,7 +29,7 @@ class CustomerUpdate(BaseModel):
     last_name: Name | None = None
     email: EmailStr | None = None
     organization: Name | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     segments: Segments | None = None
 
 

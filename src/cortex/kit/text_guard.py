@@ -5,6 +5,9 @@ them, but PostgreSQL's text and jsonb refuse NUL and UTF-8 has no unpaired surro
 would fail deep inside a request as a database error. This middleware answers 422 instead, naming the
 path parameter, query parameter or JSON field, before anything runs. Other bodies (multipart uploads)
 are not read here; `database_text_error` turns what slips through into a 422 as well.
+
+A JSON body nested deeper than `MAX_JSON_DEPTH` is a 422 too, measured on the raw bytes before anything
+parses it: parsing it, validating it or walking it would recurse once per level.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from urllib.parse import parse_qsl
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cortex.kit.json_bounds import MAX_JSON_DEPTH, json_depth
+
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MESSAGE = "text must not contain NUL characters or unpaired surrogates"
+TOO_DEEP = f"JSON must not be nested more than {MAX_JSON_DEPTH} levels deep"
 
 
 def unstorable_fields(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
@@ -38,8 +44,14 @@ def unstorable_fields(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[t
             yield from unstorable_fields(item, (*loc, index))
 
 
-def _refusal(locs: list[tuple[str | int, ...]]) -> JSONResponse:
-    detail = [{"loc": list(loc), "msg": MESSAGE, "type": "value_error"} for loc in locs[:20]]
+def is_json(content_type: bytes) -> bool:
+    """Whether FastAPI parses a body of this type as JSON (`application/json`, `application/*+json`)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _refusal(locs: list[tuple[str | int, ...]], message: str = MESSAGE) -> JSONResponse:
+    detail = [{"loc": list(loc), "msg": message, "type": "value_error"} for loc in locs[:20]]
     return JSONResponse({"detail": detail}, status_code=422)
 
 
@@ -62,13 +74,16 @@ class TextGuardMiddleware:
             await _refusal(locs)(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if not headers.get(b"content-type", b"").startswith(b"application/json"):
+        if not is_json(headers.get(b"content-type", b"")):
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            await _refusal([("body",)], TOO_DEEP)(scope, receive, send)
+            return
         try:
             parsed = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None  # malformed JSON is FastAPI's to report
         locs = [("body", *loc) for loc in unstorable_fields(parsed)]
         if locs:

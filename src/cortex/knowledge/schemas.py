@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from cortex.kit.json_bounds import Metadata
+
 SourceType = Literal["file", "url", "text", "documents"]
 EmbeddingModelName = Literal["minilm", "bge-m3", "openai", "cohere"]
 
@@ -16,14 +18,14 @@ class KnowledgeSourceCreate(BaseModel):
     description: Annotated[str, Field(max_length=5_000)] = ""
     source_type: SourceType = "file"
     embedding_model: EmbeddingModelName = "minilm"
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
 
 
 class KnowledgeSourceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     description: Annotated[str, Field(max_length=5_000)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class KnowledgeSourcePublic(BaseModel):

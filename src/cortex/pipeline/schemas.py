@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cortex.kit.json_bounds import Metadata
+
 Channel = Literal["whatsapp", "web", "instagram", "email", "messenger", "telegram", "sms", "voice"]
 
 # The timed steps, in milliseconds. `tool_followup_calls` is the time of the model calls that followed tool
@@ -24,7 +26,7 @@ class ChatRequest(BaseModel):
     customer_id: Annotated[str, Field(min_length=1, max_length=200)]
     message: Annotated[str, Field(min_length=1, max_length=16_000)]
     channel: Channel = "whatsapp"
-    metadata: dict[str, Any] = {}
+    metadata: Metadata = {}
 
     @field_validator("metadata")
     @classmethod
