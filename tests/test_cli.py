@@ -14,7 +14,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.support import Tenant
+from cortex.kit.runtime import Runtime
+from cortex.knowledge.uploads import company_folder
+from tests.support import Tenant, create_agent
 
 CORTEX = [sys.executable, "-m", "cortex.cli"]
 
@@ -96,3 +98,26 @@ def test_serve_starts_several_workers_with_redis(tmp_path: Path, monkeypatch: py
                                                       "CORTEX_DATA_DIR": str(tmp_path)})
     assert one.exit_code == 0, one.output
     assert calls[-1]["workers"] == 1
+
+
+async def test_ingest_copies_the_file_into_the_companys_folder(client: httpx.AsyncClient, database_url: str,
+                                                               runtime: Runtime, tenant: Tenant,
+                                                               tmp_path: Path) -> None:
+    """The command line reads any file its user can; it ingests a copy kept in the company's folder,
+    where the API's file_path and a resumed job find it too."""
+    source = (await client.post("/v1/knowledge/sources", json={"name": "Ops"}, headers=tenant.headers)).json()
+    local = tmp_path / "runbook.md"
+    local.write_text("# Runbook\n\nRestart the Nebula gateway with a long press of the blue button.\n")
+    env = {"DATABASE_URL": database_url, "CORTEX_DATA_DIR": str(tmp_path / "home"),
+           "CORTEX_UPLOAD_DIR": str(runtime.settings.resolved_upload_dir), "CORTEX_PRELOAD_EMBEDDINGS": "false"}
+    result = _run(["ingest", str(local), "--source-id", source["id"]], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "completed"
+    folder = company_folder(runtime.settings, tenant.company_id)
+    copies = [p for p in folder.iterdir() if p.name.endswith("-runbook.md")]
+    assert len(copies) == 1 and copies[0].read_text() == local.read_text()
+    agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
+    hits = (await client.post("/v1/knowledge/search", headers=tenant.headers,
+                              json={"agent_id": agent["id"], "query": "Nebula gateway", "mode": "lexical"})).json()
+    assert "blue button" in hits["results"][0]["text"]
+    assert local.exists()  # the operator's own file is left as it was

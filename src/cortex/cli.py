@@ -192,13 +192,15 @@ def ingest(
     user_id: Annotated[str | None, typer.Option(help="Recorded on the job as its author.")] = None,
 ) -> None:
     """Ingest a file into a knowledge source (replacing its chunks), with a progress bar; the job is
-    recorded like an API job (GET /v1/jobs/{job_id}). Prints the result as JSON."""
+    recorded like an API job (GET /v1/jobs/{job_id}). The file may lie anywhere this user can read: it
+    is copied into the company's upload folder first. Prints the result as JSON."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cortex.app import build_runtime, close_runtime
     from cortex.kit.errors import CortexError
     from cortex.knowledge import jobs
     from cortex.knowledge.service import Accepted, KnowledgeComponent
+    from cortex.knowledge.uploads import copy_local_file
     from cortex.pipeline.ports import KNOWLEDGE
 
     async def run() -> dict[str, Any]:
@@ -208,9 +210,10 @@ def ingest(
             assert isinstance(component, KnowledgeComponent)
             source = await _find_source(runtime, source_id)
             company_id = source.company_id
+            copy = await asyncio.to_thread(copy_local_file, runtime.settings, company_id, path)
             accepted = await component.ingest_path(
-                company_id=company_id, source=source, path=path.resolve(), user_id=user_id,
-                embedding_model=embedding_model, run_async=True)
+                company_id=company_id, source=source, path=copy, user_id=user_id,
+                embedding_model=embedding_model, run_async=True, display_name=path.name)
             assert isinstance(accepted, Accepted)
             # The job runs in this process exactly as an API job would; the bar follows its record.
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

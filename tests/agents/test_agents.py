@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from cortex.db.models import ActionDefinition
@@ -128,6 +133,68 @@ async def test_validation_errors_name_the_field(client: httpx.AsyncClient, tenan
     assert (await client.get("/v1/agents/not-a-uuid", headers=tenant.headers)).status_code == 422
     assert (await client.get("/v1/agents?page=0", headers=tenant.headers)).status_code == 422
     assert (await client.get("/v1/agents?page_size=101", headers=tenant.headers)).status_code == 422
+
+
+@pytest.fixture
+async def private_refused(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[str]]:
+    """CORTEX_ALLOW_PRIVATE_WEBHOOKS off for one test (the suite's webhook targets need it on), and a
+    resolver stub: a few names answer made-up addresses, no other name resolves, no query is sent.
+    Yields the names looked up."""
+    answers = {"metadata.test": "100.100.100.200", "cgnat.test": "100.64.0.1", "six.test": "2002:7f00:1::1",
+               "shop.test": "93.184.215.14"}
+    asked: list[str] = []
+
+    async def stub(host: str, port: int, **kwargs: Any) -> list[Any]:
+        asked.append(host)
+        address = answers.get(host, host)
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+        except ValueError:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown in this test") from None
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", stub)
+    runtime.settings.allow_private_webhooks = False
+    try:
+        yield asked
+    finally:
+        runtime.settings.allow_private_webhooks = True
+
+
+async def test_an_action_aimed_at_a_private_address_is_refused_when_saved(
+        client: httpx.AsyncClient, tenant: Tenant, private_refused: list[str]) -> None:
+    for url in ("http://metadata.test/latest/meta-data", "http://cgnat.test/", "http://six.test/",
+                "http://127.0.0.1:8080/hook", "http://[::ffff:10.0.0.1]/", "http://169.254.169.254/",
+                "http://192.0.0.8/"):
+        response = await client.post("/v1/actions", json={**ACTION, "name": "a" + uuid.uuid4().hex[:8],
+                                                          "webhook_url": url}, headers=tenant.headers)
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["detail"][0]["loc"] == ["body", "webhook_url"], url
+    oauth = {**ACTION, "name": "oauth", "auth_type": "oauth2", "webhook_url": "https://shop.test/orders",
+             "auth_credentials": {"token_url": "http://metadata.test/token", "client_id": "c", "client_secret": "s"}}
+    response = await client.post("/v1/actions", json=oauth, headers=tenant.headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "auth_credentials", "token_url"]
+    # Public, or not resolvable yet (every call resolves and vets it again): saved.
+    action = await _action(client, tenant, webhook_url="https://shop.test/orders")
+    await _action(client, tenant, name="later", webhook_url="https://not-yet-in-dns.test/hook")
+    response = await client.patch(f"/v1/actions/{action['id']}", json={"webhook_url": "http://metadata.test/"},
+                                  headers=tenant.headers)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "webhook_url"]
+    response = await client.patch(f"/v1/actions/{action['id']}", headers=tenant.headers,
+                                  json={"auth_type": "oauth2", "auth_credentials": oauth["auth_credentials"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "auth_credentials", "token_url"]
+    stored = (await client.get(f"/v1/actions/{action['id']}", headers=tenant.headers)).json()
+    assert stored["webhook_url"] == "https://shop.test/orders" and stored["auth_type"] == "bearer"
+    assert "metadata.test" in private_refused
+
+
+async def test_private_action_urls_are_saved_when_allowed(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    action = await _action(client, tenant, webhook_url="http://127.0.0.1:9/hook")  # the suite allows them
+    response = await client.patch(f"/v1/actions/{action['id']}", json={"webhook_url": "http://10.0.0.1/x"},
+                                  headers=tenant.headers)
+    assert response.status_code == 200 and response.json()["webhook_url"] == "http://10.0.0.1/x"
 
 
 async def test_duplicate_action_name_is_a_conflict(client: httpx.AsyncClient, tenant: Tenant) -> None:

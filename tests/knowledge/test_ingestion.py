@@ -13,6 +13,7 @@ from sqlalchemy import select
 from cortex.db.models import Agent, KnowledgeChunk, KnowledgeChunkSet
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.service import KnowledgeComponent
+from cortex.knowledge.uploads import OUTSIDE_FOLDER, company_folder
 from cortex.pipeline.ports import KNOWLEDGE
 from tests.knowledge.documents import docx_bytes, pdf_bytes
 from tests.support import Tenant, create_agent
@@ -33,8 +34,9 @@ async def make_source(client: httpx.AsyncClient, tenant: Tenant, **fields: Any) 
     return data
 
 
-def upload(runtime: Runtime, name: str, data: bytes) -> str:
-    folder = runtime.settings.resolved_upload_dir / uuid.uuid4().hex
+def upload(runtime: Runtime, tenant: Tenant, name: str, data: bytes) -> str:
+    """Places a file in the tenant's upload folder; returns its path relative to that folder."""
+    folder = company_folder(runtime.settings, tenant.company_id) / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)
     return f"{folder.name}/{name}"
@@ -59,13 +61,14 @@ async def test_pdf_and_docx_are_ingested_and_found(client: httpx.AsyncClient, te
                                                    runtime: Runtime) -> None:
     pdf_source = await make_source(client, tenant, name="Policies")
     docx_source = await make_source(client, tenant, name="Product sheet")
-    response = await ingest_file(client, tenant, pdf_source["id"], upload(runtime, "policy.pdf", pdf_bytes(PDF_LINES)))
+    path = upload(runtime, tenant, "policy.pdf", pdf_bytes(PDF_LINES))
+    response = await ingest_file(client, tenant, pdf_source["id"], path)
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"source_id", "status", "chunks_created", "chunks_embedded", "error"}
     assert body["status"] == "completed" and body["error"] is None
     assert body["chunks_created"] >= 1 and body["chunks_embedded"] == body["chunks_created"]
-    path = upload(runtime, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS))
+    path = upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS))
     response = await ingest_file(client, tenant, docx_source["id"], path)
     assert response.status_code == 200 and response.json()["chunks_created"] == 2, response.text
 
@@ -86,7 +89,7 @@ async def test_pdf_and_docx_are_ingested_and_found(client: httpx.AsyncClient, te
 async def test_search_returns_exactly_what_the_context_engine_gets(client: httpx.AsyncClient, tenant: Tenant,
                                                                    runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    await ingest_file(client, tenant, source["id"], upload(runtime, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     hits = await search(client, tenant, agent["id"], "where do orders ship from", top_k=2)
     port = runtime.components[KNOWLEDGE]
@@ -101,31 +104,69 @@ async def test_search_returns_exactly_what_the_context_engine_gets(client: httpx
                                                                       for h in hits]
 
 
-async def test_file_path_must_stay_inside_the_upload_dir(client: httpx.AsyncClient, tenant: Tenant,
-                                                          runtime: Runtime, tmp_path: Path) -> None:
+async def test_file_path_must_stay_inside_the_companys_folder(client: httpx.AsyncClient, tenant: Tenant,
+                                                              runtime: Runtime, tmp_path: Path) -> None:
     source = await make_source(client, tenant)
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
-    inside = upload(runtime, "notes.txt", b"hello")
-    link = runtime.settings.resolved_upload_dir / f"link-{uuid.uuid4().hex}.txt"
+    inside = upload(runtime, tenant, "notes.txt", b"hello")
+    folder = company_folder(runtime.settings, tenant.company_id)
+    link = folder / f"link-{uuid.uuid4().hex}.txt"
     link.symlink_to(outside)
     for path in ("../secret.txt", f"{inside}/../../x.txt", str(outside), "/etc/passwd", link.name,
-                 "missing.txt", upload(runtime, "program.exe", b"MZ")):
+                 str(runtime.settings.resolved_upload_dir / inside), "missing.txt",
+                 upload(runtime, tenant, "program.exe", b"MZ")):
         response = await ingest_file(client, tenant, source["id"], path)
         assert response.status_code == 422, (path, response.text)
         assert response.json()["detail"][0]["loc"] == ["body", "file_path"], path
-    absolute = str(runtime.settings.resolved_upload_dir / inside)
-    assert (await ingest_file(client, tenant, source["id"], absolute)).status_code == 200
+    assert (await ingest_file(client, tenant, source["id"], str(folder / inside))).status_code == 200
+    assert (await ingest_file(client, tenant, source["id"], f"./{inside}")).status_code == 200
+
+
+async def test_another_companys_file_is_out_of_reach_and_looks_absent(
+        client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, runtime: Runtime) -> None:
+    """B cannot read A's file by any path, and the answer is the one for a path where nothing is."""
+    secret = "The Andromeda merger closes on the ninth of March."
+    theirs = upload(runtime, tenant, "plans.md", f"# Plans\n\n{secret}".encode())
+    uploads = runtime.settings.resolved_upload_dir
+    a_folder, b_folder = (company_folder(runtime.settings, t.company_id) for t in (tenant, other_tenant))
+    b_folder.mkdir(parents=True, exist_ok=True)
+    (b_folder / "to-a").symlink_to(a_folder, target_is_directory=True)
+    b_source = await make_source(client, other_tenant)
+    nowhere = uuid.uuid4().hex
+    missing = "no such file in your company's upload folder"
+    for there, absent, message in [
+        (str(a_folder / theirs), str(a_folder / nowhere / "plans.md"), OUTSIDE_FOLDER),  # absolute
+        (f"../{tenant.company_id}/{theirs}", f"../{tenant.company_id}/{nowhere}/plans.md", OUTSIDE_FOLDER),
+        (f"to-a/{theirs}", f"to-a/{nowhere}/plans.md", OUTSIDE_FOLDER),  # a symlink out of B's folder
+        (str(uploads / str(tenant.company_id) / ".." / str(tenant.company_id) / theirs),
+         str(uploads / nowhere / "plans.md"), OUTSIDE_FOLDER),
+        # Relative paths start in B's own folder: A's id there is just a folder B does not have.
+        (f"{tenant.company_id}/{theirs}", f"{tenant.company_id}/{nowhere}/plans.md", missing),
+    ]:
+        answers = [await ingest_file(client, other_tenant, b_source["id"], path) for path in (there, absent)]
+        assert [r.status_code for r in answers] == [422, 422], (there, [r.text for r in answers])
+        assert answers[0].json() == answers[1].json() == {
+            "detail": [{"loc": ["body", "file_path"], "msg": message, "type": "value_error"}]}, there
+    agent = await create_agent(client, other_tenant, knowledge_source_ids=[b_source["id"]])
+    assert await search(client, other_tenant, agent["id"], "Andromeda merger", mode="lexical") == []
+    # A reads its own file by the relative and by the absolute path.
+    a_source = await make_source(client, tenant)
+    for path in (theirs, str(a_folder / theirs)):
+        assert (await ingest_file(client, tenant, a_source["id"], path)).status_code == 200, path
+    a_agent = await create_agent(client, tenant, knowledge_source_ids=[a_source["id"]])
+    assert secret in (await search(client, tenant, a_agent["id"], "Andromeda merger"))[0]["text"]
 
 
 async def test_conversion_failure_is_500_with_body_and_keeps_the_old_chunks(
         client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    assert (await ingest_file(client, tenant, source["id"], upload(runtime, "a.pdf", pdf_bytes(PDF_LINES)))
+    assert (await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "a.pdf", pdf_bytes(PDF_LINES)))
             ).status_code == 200
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     before = await search(client, tenant, agent["id"], "refund")
-    response = await ingest_file(client, tenant, source["id"], upload(runtime, "broken.pdf", b"%PDF-1.4 garbage"))
+    broken = upload(runtime, tenant, "broken.pdf", b"%PDF-1.4 garbage")
+    response = await ingest_file(client, tenant, source["id"], broken)
     assert response.status_code == 500
     body = response.json()
     assert body["status"] == "failed" and body["error"] and body["chunks_created"] == 0
@@ -142,8 +183,8 @@ async def test_reingest_replaces_chunks_and_bumps_linked_agents(client: httpx.As
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     # Warm the config cache: the next read must see the new knowledge_version at once.
     await client.get(f"/v1/agents/{agent['id']}/config", headers=tenant.headers)
-    await ingest_file(client, tenant, source["id"], upload(runtime, "a.pdf", pdf_bytes(PDF_LINES)))
-    await ingest_file(client, tenant, source["id"], upload(runtime, "b.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "a.pdf", pdf_bytes(PDF_LINES)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "b.docx", docx_bytes(DOCX_PARAGRAPHS)))
     async with runtime.database.session() as session:
         chunks = (await session.scalars(select(KnowledgeChunk).where(
             KnowledgeChunk.source_id == uuid.UUID(source["id"])))).all()
@@ -157,7 +198,7 @@ async def test_reingest_replaces_chunks_and_bumps_linked_agents(client: httpx.As
 async def test_async_ingestion_reports_through_jobs(client: httpx.AsyncClient, tenant: Tenant,
                                                     other_tenant: Tenant, runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    path = upload(runtime, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS))
+    path = upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS))
     response = await ingest_file(client, tenant, source["id"], path, **{"async": True})
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
@@ -182,7 +223,8 @@ async def test_async_ingestion_reports_through_jobs(client: httpx.AsyncClient, t
     assert response.status_code == 202
     component = runtime.components[KNOWLEDGE]
     await component.jobs.wait_idle()
-    failed = await ingest_file(client, tenant, source["id"], upload(runtime, "x.pdf", b"nope"), **{"async": True})
+    failed = await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "x.pdf", b"nope"),
+                               **{"async": True})
     await component.jobs.wait_idle()
     job = (await client.get(f"/v1/jobs/{failed.json()['job_id']}", headers=tenant.headers)).json()
     assert job["status"] == "failed" and job["error"]

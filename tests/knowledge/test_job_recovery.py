@@ -53,7 +53,7 @@ async def job_row(runtime: Runtime, job_id: uuid.UUID) -> KnowledgeJob:
 async def test_a_dead_workers_file_job_is_resumed_by_another(client: httpx.AsyncClient, tenant: Tenant,
                                                                runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    path = upload(runtime, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))
+    path = f"{tenant.company_id}/" + upload(runtime, tenant, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))  # as recorded
     job_id = await abandoned_job(runtime, tenant, source_id=source["id"],
                                  params={"file": "guide.docx", "model": "minilm", "path": path})
     worker = KnowledgeComponent(runtime)
@@ -85,13 +85,17 @@ async def test_a_dead_workers_file_job_is_resumed_by_another(client: httpx.Async
 
 
 async def test_jobs_that_cannot_run_again_fail_with_the_reason(client: httpx.AsyncClient, tenant: Tenant,
-                                                               runtime: Runtime) -> None:
+                                                               other_tenant: Tenant, runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    path = upload(runtime, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))
+    path = f"{tenant.company_id}/" + upload(runtime, tenant, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))  # as recorded
     exhausted = await abandoned_job(runtime, tenant, source_id=source["id"], attempts=jobs.MAX_ATTEMPTS,
                                     params={"file": "guide.docx", "model": "minilm", "path": path})
-    missing = await abandoned_job(runtime, tenant, source_id=source["id"],
-                                  params={"file": "gone.docx", "model": "minilm", "path": "nowhere/gone.docx"})
+    missing = await abandoned_job(runtime, tenant, source_id=source["id"], params={
+        "file": "gone.docx", "model": "minilm", "path": f"{tenant.company_id}/nowhere/gone.docx"})
+    # Recorded paths are the service's own, yet a job still reads nothing outside its company's folder.
+    theirs = upload(runtime, other_tenant, "theirs.docx", docx_bytes(DOCX_PARAGRAPHS))
+    elsewhere = await abandoned_job(runtime, tenant, source_id=source["id"], params={
+        "file": "theirs.docx", "model": "minilm", "path": f"{other_tenant.company_id}/{theirs}"})
     from_before = await abandoned_job(runtime, tenant, source_id=source["id"],
                                       params={"file": "old.docx", "model": "minilm"})
     worker = KnowledgeComponent(runtime)
@@ -100,11 +104,12 @@ async def test_jobs_that_cannot_run_again_fail_with_the_reason(client: httpx.Asy
         await worker.jobs.wait_idle()
     finally:
         await worker.aclose()
-    assert {exhausted, missing, from_before} <= set(claimed)
-    errors = {job_id: (await job_row(runtime, job_id)) for job_id in (exhausted, missing, from_before)}
+    assert {exhausted, missing, elsewhere, from_before} <= set(claimed)
+    errors = {job_id: (await job_row(runtime, job_id)) for job_id in (exhausted, missing, elsewhere, from_before)}
     assert all(job.status == "failed" and job.finished_at is not None for job in errors.values())
     assert errors[exhausted].error == f"stopped: the workers running it stopped {jobs.MAX_ATTEMPTS} times"
     assert errors[missing].error == "cannot be resumed: the file gone.docx is no longer there"
+    assert errors[elsewhere].error == "cannot be resumed: its file lies outside the company's upload folder"
     assert (errors[from_before].error or "").startswith("cannot be resumed: a file job without")
 
 
@@ -184,7 +189,7 @@ async def test_shutdown_hands_a_serving_workers_jobs_back_and_fails_a_command_li
 async def test_a_starting_server_resumes_what_a_crashed_one_left(client: httpx.AsyncClient, tenant: Tenant,
                                                                  runtime: Runtime, test_settings: Settings) -> None:
     source = await make_source(client, tenant)
-    path = upload(runtime, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))
+    path = f"{tenant.company_id}/" + upload(runtime, tenant, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))  # as recorded
     job_id = await abandoned_job(runtime, tenant, source_id=source["id"],
                                  params={"file": "guide.docx", "model": "minilm", "path": path})
     app = create_app(test_settings.model_copy())

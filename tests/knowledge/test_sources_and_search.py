@@ -190,7 +190,7 @@ async def test_reembed_switches_models_without_mixed_results(
     paragraphs = list(DOCX_PARAGRAPHS)
     for i in range(3):
         paragraphs += [("Heading1", f"Topic {i}"), (None, f"Note {i}: the kettle warranty covers part {i}.")]
-    await ingest_file(client, tenant, source["id"], upload(runtime, "sheet.docx", docx_bytes(paragraphs)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "sheet.docx", docx_bytes(paragraphs)))
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     old = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty", top_k=50,
                                                 mode="dense")}
@@ -230,7 +230,7 @@ async def test_chat_retrieves_for_the_right_agent_only(client: httpx.AsyncClient
                                                        other_tenant: Tenant, runtime: Runtime,
                                                        llm: ScriptedLLM) -> None:
     source = await make_source(client, tenant)
-    await ingest_file(client, tenant, source["id"], upload(runtime, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
     linked = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     unlinked = await create_agent(client, tenant)
     response = await chat(client, tenant, linked["id"], "How long is the Quasar kettle warranty?")
@@ -253,7 +253,7 @@ async def test_arabic_text_is_found_lexically_and_hybrid(client: httpx.AsyncClie
     source = await make_source(client, tenant)
     markdown = ("# سياسة الإرجاع\n\nيمكن إرجاع المنتجات خلال ثلاثين يوما من تاريخ الشراء.\n\n"
                 "# الشحن\n\nنشحن الطلبات إلى جميع مدن المملكة خلال يومين.")
-    await ingest_file(client, tenant, source["id"], upload(runtime, "policy.md", markdown.encode()))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "policy.md", markdown.encode()))
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     for mode in ("lexical", "hybrid"):
         hits = await search(client, tenant, agent["id"], "هل يمكن إرجاع المنتجات؟", top_k=1, mode=mode)
@@ -274,7 +274,7 @@ def test_fusion_follows_whether_the_embedding_model_reads_the_query() -> None:
 async def test_dense_query_can_use_the_models_hnsw_index(client: httpx.AsyncClient, tenant: Tenant,
                                                          runtime: Runtime) -> None:
     source = await make_source(client, tenant)
-    await ingest_file(client, tenant, source["id"], upload(runtime, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS)))
     vector = "[" + ",".join(["0.05"] * 384) + "]"
     async with runtime.database.session() as session:
         # Tiny tables are cheaper to scan; forbid the alternatives to show the query shape matches the
@@ -382,7 +382,7 @@ async def test_every_lexical_ranking_finds_english_and_arabic(client: httpx.Asyn
     markdown = ("# Returns\n\nThe Zephyr blender may be returned within thirty days.\n\n"
                 "# الشحن\n\nنشحن الطلبات إلى جميع مدن المملكة خلال يومين.\n\n"
                 "# Shipping\n\nThe parcels of the shop travel with the post.")
-    await ingest_file(client, tenant, source["id"], upload(runtime, "mixed.md", markdown.encode()))
+    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "mixed.md", markdown.encode()))
     component = runtime.components[KNOWLEDGE]
     assert isinstance(component, KnowledgeComponent)
     for rank_function in ("ts_rank", "ts_rank_cd", "idf"):
@@ -438,7 +438,8 @@ async def test_retrieval_costs_nothing_for_an_agent_without_live_knowledge(
         assert embedded == [] and len(statements) == 1, statements
 
         # Once the source has chunks, the same call embeds the query and searches.
-        await ingest_file(client, tenant, source["id"], upload(runtime, "hours.md", b"# Hours\n\nOpen at 08:30."))
+        hours = upload(runtime, tenant, "hours.md", b"# Hours\n\nOpen at 08:30.")
+        await ingest_file(client, tenant, source["id"], hours)
         statements.clear()
         hits = await component.retrieve(company_id=tenant.company_id, agent=Linked(), query="hours?", top_k=5)
         assert hits and embedded == ["hours?"] and len(statements) > 1

@@ -15,6 +15,7 @@ from cortex.db.models import ActionDefinition
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import Conflict, InvalidInput, NotFound
 from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.url_guard import BlockedUrl, UnresolvableHost, check_url
 
 
 def to_public(action: ActionDefinition) -> ActionPublic:
@@ -46,8 +47,29 @@ async def _flush_unique(session: AsyncSession, name: str) -> None:
         raise Conflict(f"an action named {name!r} already exists") from exc
 
 
-async def create_action(session: AsyncSession, box: SecretBox, company_id: uuid.UUID,
-                        data: ActionCreate) -> ActionDefinition:
+async def _refuse_non_public(url: str | None, field: str, *, allow_private: bool) -> None:
+    """422 on `field` when `url` reaches an address that is not public (unless private ones are allowed).
+    A name that does not resolve now is accepted: every call resolves and vets it again."""
+    if allow_private or not url:
+        return
+    try:
+        await check_url(url, allow_private=False)
+    except UnresolvableHost:
+        return
+    except BlockedUrl as exc:
+        raise InvalidInput(field, str(exc)) from exc
+
+
+async def _refuse_non_public_targets(webhook_url: str | None, credentials: dict[str, str] | None, *,
+                                     allow_private: bool) -> None:
+    await _refuse_non_public(webhook_url, "webhook_url", allow_private=allow_private)
+    await _refuse_non_public((credentials or {}).get("token_url"), "auth_credentials.token_url",
+                             allow_private=allow_private)
+
+
+async def create_action(session: AsyncSession, box: SecretBox, company_id: uuid.UUID, data: ActionCreate, *,
+                        allow_private: bool) -> ActionDefinition:
+    await _refuse_non_public_targets(str(data.webhook_url), data.auth_credentials, allow_private=allow_private)
     action = ActionDefinition(
         company_id=company_id, name=data.name, description=data.description, source_type=data.source_type,
         webhook_url=str(data.webhook_url), method=data.method, headers=data.headers, auth_type=data.auth_type,
@@ -67,10 +89,11 @@ CLEARABLE_FIELDS = frozenset({"path_template", "rate_limit"})
 
 
 async def update_action(session: AsyncSession, box: SecretBox, cache: AgentConfigCache, company_id: uuid.UUID,
-                        action_id: uuid.UUID, data: ActionUpdate) -> ActionDefinition:
+                        action_id: uuid.UUID, data: ActionUpdate, *, allow_private: bool) -> ActionDefinition:
     action = await get_action(session, company_id, action_id)
     changes = data.model_dump(exclude_unset=True, mode="json")
     credentials = changes.pop("auth_credentials", None)
+    await _refuse_non_public_targets(changes.get("webhook_url"), credentials, allow_private=allow_private)
     for field, value in changes.items():
         if value is None and field not in CLEARABLE_FIELDS:
             continue  # as for agents: null leaves a field that cannot be empty as it is

@@ -68,7 +68,8 @@ async def delete_agent(agent_id: uuid.UUID, principal: AgentsAuth, session: Sess
 @actions_router.post("", response_model=ActionPublic, status_code=status.HTTP_201_CREATED)
 async def create_action(body: ActionCreate, principal: AgentsAuth, session: SessionDep,
                         runtime: RuntimeDep) -> ActionPublic:
-    action = await action_service.create_action(session, runtime.secrets, principal.company_id, body)
+    action = await action_service.create_action(session, runtime.secrets, principal.company_id, body,
+                                                allow_private=runtime.settings.allow_private_webhooks)
     return action_service.to_public(action)
 
 
@@ -86,7 +87,8 @@ async def get_action(action_id: uuid.UUID, principal: AgentsAuth, session: Sessi
 async def update_action(action_id: uuid.UUID, body: ActionUpdate, principal: AgentsAuth, session: SessionDep,
                         runtime: RuntimeDep) -> ActionPublic:
     action = await action_service.update_action(session, runtime.secrets, runtime.config_cache,
-                                                principal.company_id, action_id, body)
+                                                principal.company_id, action_id, body,
+                                                allow_private=runtime.settings.allow_private_webhooks)
     return action_service.to_public(action)
 
 

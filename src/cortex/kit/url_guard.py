@@ -1,6 +1,8 @@
-"""Refusing outbound URLs that resolve to private, loopback or link-local addresses (SSRF guard).
+"""Refusing outbound URLs that resolve to anything but a globally reachable address (SSRF guard).
 
-Used for webhooks (tool calls) and URL ingestion alike, twice: `check_url` before a request, for a
+Only `is_global` unicast addresses pass, and an IPv6 address that carries an IPv4 one (IPv4-mapped,
+6to4, NAT64, Teredo) passes only when the carried address does too: `2002:7f00:1::` is 127.0.0.1.
+Used for webhooks (tool calls), action definitions and URL ingestion alike, twice: `check_url` before a request, for a
 clear error, and `GuardedTransport` at connect time, which connects only to an address it has just
 resolved and vetted. The second closes DNS rebinding: a name that resolves to a public address for the
 check and to 127.0.0.1 a moment later for the connection.
@@ -23,11 +25,45 @@ class BlockedUrl(ValueError):
     """The URL is malformed, not http(s), or points at an address Cortex must not reach."""
 
 
-def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-            or address.is_reserved or address.is_unspecified)
+class UnresolvableHost(BlockedUrl):
+    """The URL's host name does not resolve (now)."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address
+# Not globally reachable though `is_global` says so in the Python we run (3.11): IETF protocol
+# assignments, 192.0.0.8 and the rest (the anycast 192.0.0.9 and .10 are no webhook's address either).
+_NOT_GLOBAL_V4 = (ipaddress.IPv4Network("192.0.0.0/24"),)
+
+
+def _is_public_v4(address: ipaddress.IPv4Address) -> bool:
+    return (address.is_global and not address.is_multicast
+            and not any(address in network for network in _NOT_GLOBAL_V4))
+
+
+def _carried_v4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    carried: list[ipaddress.IPv4Address] = []
+    if address.sixtofour is not None:
+        carried.append(address.sixtofour)
+    if address.teredo is not None:
+        carried.extend(address.teredo)  # (server, client): both are reached through it
+    if address in _NAT64:
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return carried
+
+
+def is_public(address: IPAddress) -> bool:
+    """True when Cortex may connect to `address` without CORTEX_ALLOW_PRIVATE_WEBHOOKS."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return _is_public_v4(address)
+    if address.ipv4_mapped is not None:  # the IPv4 address itself, written as IPv6
+        return _is_public_v4(address.ipv4_mapped)
+    # `is_reserved` covers ::/8 (IPv4-compatible ::a.b.c.d and 64:ff9b:1::/48 among it), which 3.11
+    # calls global; the well-known NAT64 prefix inside it is judged by the IPv4 address it carries.
+    own = (address.is_global and not address.is_multicast and not address.is_site_local
+           and (not address.is_reserved or address in _NAT64))
+    return own and all(_is_public_v4(v4) for v4 in _carried_v4(address))
 
 
 async def check_url(url: str, *, allow_private: bool) -> list[str]:
@@ -43,15 +79,16 @@ async def check_url(url: str, *, allow_private: bool) -> list[str]:
 
 
 async def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
-    """`host`'s addresses; BlockedUrl when it does not resolve or (unless allowed) any is private."""
+    """`host`'s addresses; UnresolvableHost when it does not resolve, BlockedUrl when (unless private
+    addresses are allowed) any of them is not public."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise BlockedUrl(f"cannot resolve host {host!r}") from exc
+        raise UnresolvableHost(f"cannot resolve host {host!r}") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # the resolver's order, once each
     if not allow_private:
         for raw in addresses:
-            if _is_private(ipaddress.ip_address(raw.split("%")[0])):
+            if not is_public(ipaddress.ip_address(raw.split("%")[0])):
                 raise BlockedUrl(f"{host} resolves to a private or local address; refused")
     return addresses
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -23,6 +23,7 @@ from cortex.knowledge.chunking import SourceDocument
 from cortex.knowledge.ingestion import IngestionFailed, IngestOutcome, ProgressCallback, ingest_documents, reembed
 from cortex.knowledge.jobs import ClaimedJob, JobRunner, Work, create_job
 from cortex.knowledge.retrieval import KnowledgeRetriever, RetrievalTuning
+from cortex.knowledge.uploads import company_folder, inside_folder, resolve_company_file
 from cortex.pipeline.ports import KNOWLEDGE
 
 # Failures that belong to the input or the model, reported in the result body (never a bare trace).
@@ -50,23 +51,6 @@ async def source_of(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
     if source is None:
         raise NotFound("knowledge source not found")
     return source
-
-
-def resolve_upload_path(upload_dir: Path, file_path: str) -> Path:
-    """`file_path` (relative to CORTEX_UPLOAD_DIR, or absolute inside it) → the file; else 422."""
-    if "\x00" in file_path or ".." in PurePath(file_path).parts:
-        raise InvalidInput("file_path", "file_path must not contain '..'")
-    root = upload_dir.resolve()
-    candidate = Path(file_path)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise InvalidInput("file_path", "file_path must lie inside the upload directory (CORTEX_UPLOAD_DIR)")
-    if not resolved.is_file():
-        raise InvalidInput("file_path", "no such file in the upload directory")
-    if resolved.suffix.lower() not in convert.SUPPORTED_EXTENSIONS:
-        raise InvalidInput("file_path", "unsupported file type; one of "
-                           + ", ".join(sorted(convert.SUPPORTED_EXTENSIONS)))
-    return resolved
 
 
 class KnowledgeComponent:
@@ -112,7 +96,8 @@ class KnowledgeComponent:
     async def ingest_file(self, *, company_id: uuid.UUID, source_id: uuid.UUID, file_path: str, user_id: str,
                           embedding_model: str | None, run_async: bool | None) -> Accepted | Finished:
         source = await source_of(self.runtime, company_id, source_id)
-        path = await asyncio.to_thread(resolve_upload_path, self.runtime.settings.resolved_upload_dir, file_path)
+        path = await asyncio.to_thread(resolve_company_file, company_folder(self.runtime.settings, company_id),
+                                       file_path)
         return await self.ingest_path(company_id=company_id, source=source, path=path, user_id=user_id,
                                       embedding_model=embedding_model, run_async=run_async)
 
@@ -146,8 +131,7 @@ class KnowledgeComponent:
 
     def _recorded_path(self, path: Path) -> str:
         """Where a resumed job finds its file (blocking: resolves on disk): relative to the upload
-        directory when inside it (workers may mount it at different places), else as given (the command
-        line's own files)."""
+        directory when inside it (workers may mount it at different places), else as given."""
         root = self.runtime.settings.resolved_upload_dir.resolve()
         resolved = path.resolve()
         return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
@@ -251,6 +235,9 @@ class KnowledgeComponent:
         if job.kind == "file" and job.params.get("path"):
             recorded = Path(str(job.params["path"]))
             path = recorded if recorded.is_absolute() else self.runtime.settings.resolved_upload_dir / recorded
+            if await asyncio.to_thread(inside_folder, company_folder(self.runtime.settings, job.company_id),
+                                       path) is None:
+                raise InvalidInput("job", "its file lies outside the company's upload folder")
             if not await asyncio.to_thread(path.is_file):
                 raise NotFound(f"the file {job.params.get('file') or path.name} is no longer there")
             return self._file_work(job.company_id, source.id, path, str(job.params.get("file") or path.name), model,
