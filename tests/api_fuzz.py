@@ -166,6 +166,7 @@ def seed(server: CortexServer) -> Seeds:
         login = _ok(http.post("/portal/api/login", json={"email": demo["email"], "password": demo["password"]}))
         seeds = Seeds(api_key=demo["api_key"], portal_token=login["token"])
         seeds.add("url", server.closed_url + "/orders", server.closed_url + "/page.html")
+        seeds.add("embedding_model", *LOCAL_EMBEDDING_MODELS)
         seeds.add("agent_id", demo["agent_id"])
         _seed_company(http, demo["api_key"], demo["company_id"], seeds, "a")
         _seed_company(http, other_key, other["company_id"], seeds, "b")
@@ -174,6 +175,10 @@ def seed(server: CortexServer) -> Seeds:
 
 # Body fields holding a URL Cortex would fetch or call: always a closed loopback port.
 URL_FIELDS = ("url", "webhook_url")
+# Operations whose body names a URL to reach or an embedding model.
+OUTBOUND_OPERATIONS = "^/v1/(knowledge|actions)"
+# Embedding models whose calls stay on this machine: local, or OpenAI-compatible at the closed port.
+LOCAL_EMBEDDING_MODELS = ("minilm", "openai")
 
 
 def write_config(seeds: Seeds, folder: Path) -> Path:
@@ -183,12 +188,20 @@ def write_config(seeds: Seeds, folder: Path) -> Path:
         lines += [f"[dictionaries.{name}]", "values = " + json.dumps(values), ""]
     lines.append("[parameters]")
     for name in seeds.values:
-        if name == "url":
+        if name in ("url", "embedding_model"):
             continue
         for location in ("path", "query", "body"):
             lines.append(f'"{location}.{name}" = {{ dictionary = "{name}", probability = 0.5 }}')
     for name in URL_FIELDS:
         lines.append(f'"body.{name}" = {{ dictionary = "url", probability = 1.0 }}')
+    # Hosted embedding models other than the OpenAI-compatible one would call their provider's own host.
+    lines.append('"body.embedding_model" = { dictionary = "embedding_model", probability = 1.0 }')
+    # The coverage, examples and stateful phases build their own values and ignore the bindings: where a
+    # URL is fetched or called, or a hosted model named, only the fuzzing phase runs (`outbound_urls` and
+    # `embedding_models_sent` prove the bindings held).
+    lines += ["", "[[operations]]", f'include-path-regex = "{OUTBOUND_OPERATIONS}"',
+              "phases.coverage.enabled = false", "phases.examples.enabled = false",
+              "phases.stateful.enabled = false"]
     path = folder / "schemathesis.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -209,7 +222,7 @@ def run_schemathesis(server: CortexServer, config: Path, *, label: str, token: s
     command = [SCHEMATHESIS, "--config-file", str(config), "run", server.url + "/openapi.json",
                "--checks", "not_a_server_error", "--max-examples", str(max_examples), "--seed", str(seed_value),
                "--header", f"Authorization: Bearer {token}", "--include-path-regex", include_regex,
-               "--request-timeout", "60", "--workers", "2", "--no-shrink", "--continue-on-failure",
+               "--request-timeout", "60", "--workers", "1", "--no-shrink", "--continue-on-failure",
                "--report", "ndjson", "--report-ndjson-path", str(report), "--warnings", "off"]
     for path in EXCLUDED_PATHS:
         command += ["--exclude-path", path]
@@ -231,14 +244,20 @@ def _count(report: Path) -> tuple[int, int]:
 
 
 def outbound_urls(report: Path, allowed_prefix: str) -> list[str]:
-    """URLs sent in request bodies that do not point at the closed loopback port (must be none)."""
+    """URLs and hosted embedding models sent in request bodies that would leave this machine (must be
+    none): a URL not at the closed loopback port, an embedding model not in LOCAL_EMBEDDING_MODELS."""
     found: list[str] = []
     for line in report.read_text().splitlines() if report.exists() else []:
         for body in _bodies(json.loads(line)):
+            if not isinstance(body, dict):
+                continue
             for name in URL_FIELDS:
-                value = body.get(name) if isinstance(body, dict) else None
+                value = body.get(name)
                 if isinstance(value, str) and not value.startswith(allowed_prefix):
                     found.append(value)
+            model = body.get("embedding_model")
+            if isinstance(model, str) and model not in LOCAL_EMBEDDING_MODELS:
+                found.append("embedding_model=" + model)
     return found
 
 
@@ -291,8 +310,10 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
         ]
     finally:
         server.stop()
+    leaked = [url for run in runs for url in outbound_urls(folder / f"{run.label}.ndjson", server.closed_url)]
     summary = {
         "max_examples_per_operation": max_examples, "seed": seed_value,
+        "urls_outside_loopback": leaked[:20],
         "requests": sum(run.cases for run in runs), "server_errors": sum(run.server_errors for run in runs),
         "runs": {run.label: {"requests": run.cases, "server_errors": run.server_errors,
                              "exit_code": run.returncode} for run in runs},
@@ -301,7 +322,9 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
     }
     failed = [run for run in runs if run.server_errors or run.returncode != 0]
     summary["failures"] = {run.label: run.output_tail for run in failed}
-    if own_home and not failed:
+    if leaked:
+        summary["failures"]["urls"] = "requests named URLs outside the closed loopback port"
+    if own_home and not summary["failures"]:
         shutil.rmtree(folder, ignore_errors=True)
     return summary
 
