@@ -54,10 +54,9 @@ class HealthChecks:
     async def postgres(self) -> str:
         """SELECT 1 over a new connection: a pooled one keeps working while the server refuses new ones
         (a smart shutdown, a database closed to connections), which is what the next requests will need."""
-        engine = self._engine()
         stage = "unreachable"
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), self._engine().connect() as connection:
                 stage = "query failed"
                 await connection.execute(text("SELECT 1"))
             return "ok"
