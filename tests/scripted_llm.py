@@ -65,6 +65,11 @@ class ScriptedLLM:
         self.embedding_requests: list[dict[str, Any]] = []
         self.embedding_status = 200
         self.embedding_delay_seconds = 0.0
+        # When set, /v1/embeddings answers 200 with this body as is (a provider answering nonsense).
+        self.embedding_body: Any = None
+        # /v1/models (what /health/detailed probes): how often it was asked, and with which status it answers.
+        self.models_requests = 0
+        self.models_status = 200
         self.port = _free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -119,6 +124,8 @@ class ScriptedLLM:
         if self.embedding_status != 200:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
                                 status_code=self.embedding_status)
+        if self.embedding_body is not None:
+            return JSONResponse(self.embedding_body)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dims = int(body.get("dimensions") or 1536)
         data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(str(t), dims)}
@@ -128,6 +135,9 @@ class ScriptedLLM:
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def _models(self, request: Request) -> Response:
+        self.models_requests += 1
+        if self.models_status != 200:
+            return JSONResponse({"error": {"message": "scripted failure"}}, status_code=self.models_status)
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
     def app(self) -> Starlette:

@@ -80,7 +80,8 @@ async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         settings=settings, database=database, cache=cache, secrets=SecretBox(settings.signing_secret),
         config_cache=AgentConfigCache(cache, settings.config_cache_ttl_seconds),
         embedder=Embedder(bge_m3_path=settings.bge_m3_path, litellm_api_base=settings.llm_api_base,
-                          litellm_api_key=settings.llm_api_key),
+                          litellm_api_key=settings.llm_api_key,
+                          litellm_timeout_seconds=settings.llm_timeout_seconds),
         llm=LLMGateway(settings, telemetry), telemetry=telemetry,
     )
     wire_components(runtime)

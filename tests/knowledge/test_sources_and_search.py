@@ -103,16 +103,18 @@ async def test_page_on_loopback_is_ingested_without_navigation(client: httpx.Asy
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     hits = await search(client, tenant, agent["id"], "when does the Nebula store open?", top_k=1)
     assert "08:30" in hits[0]["text"]
-    for path in ("/nowhere", "/empty"):
-        failed = await ingest_url(client, tenant, source["id"], site + path)
-        assert failed.status_code == 500 and failed.json()["status"] == "failed" and failed.json()["error"]
+    # A page that cannot be fetched is the caller's input: 422 on `url`. One with no text fails with a body.
+    missing = await ingest_url(client, tenant, source["id"], site + "/nowhere")
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "url"]
+    empty = await ingest_url(client, tenant, source["id"], site + "/empty")
+    assert empty.status_code == 500 and empty.json()["status"] == "failed" and empty.json()["error"]
     saved = runtime.settings.ingest_url_max_bytes
     runtime.settings.ingest_url_max_bytes = 10_000
     try:
         too_big = await ingest_url(client, tenant, source["id"], f"{site}/big")
     finally:
         runtime.settings.ingest_url_max_bytes = saved
-    assert too_big.status_code == 500 and "larger than" in too_big.json()["error"]
+    assert too_big.status_code == 422 and "larger than" in too_big.json()["detail"][0]["msg"]
     # The previous chunks survived every failure.
     assert "08:30" in (await search(client, tenant, agent["id"], "Nebula store hours", top_k=1))[0]["text"]
 
@@ -220,7 +222,8 @@ async def test_reembed_switches_models_without_mixed_results(
     openai_embeddings.embedding_delay_seconds, openai_embeddings.embedding_status = 0.0, 500
     failed = await client.post("/v1/knowledge/reembed", headers=tenant.headers,
                                json={"source_id": source["id"], "embedding_model": "openai"})
-    assert failed.status_code == 500 and failed.json()["status"] == "failed" and failed.json()["error"]
+    assert failed.status_code == 502 and failed.json()["status"] == "failed"
+    assert failed.json()["error"] == "embedding model openai answered http 500"
     # With the provider down, retrieval falls back to full-text search over the same (new) set.
     after = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty again", top_k=50)}
     assert after and after <= new

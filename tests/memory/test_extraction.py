@@ -133,7 +133,7 @@ async def test_without_a_model_extraction_is_off_and_health_says_so(client: http
     response = await chat(client, tenant, agent["id"], "My name is Omar and I prefer Arabic.", customer_id="cust-nm")
     assert response.status_code == 200, response.text
     assert memory.stats["no_model"] == before + 1 and memory.background.pending == 0
-    health = (await client.get("/health/detailed")).json()
+    health = (await client.get("/health/detailed", headers=tenant.headers)).json()
     assert health["checks"]["memory_extraction"].startswith("off: no model")
     assert health["status"] == "ok" and health["checks"]["litellm"] == "not configured"
     # Memory itself still works without a model.
@@ -142,13 +142,13 @@ async def test_without_a_model_extraction_is_off_and_health_says_so(client: http
     assert saved.status_code == 200
 
 
-async def test_health_reports_extraction_on_and_switched_off(client: httpx.AsyncClient, runtime: Runtime,
-                                                             llm: ScriptedLLM) -> None:
-    health = (await client.get("/health/detailed")).json()
+async def test_health_reports_extraction_on_and_switched_off(client: httpx.AsyncClient, tenant: Tenant,
+                                                             runtime: Runtime, llm: ScriptedLLM) -> None:
+    health = (await client.get("/health/detailed", headers=tenant.headers)).json()
     assert health["checks"]["memory_extraction"] == "off: disabled by CORTEX_MEMORY_EXTRACTION"
     runtime.settings.memory_extraction = True
     try:
-        health = (await client.get("/health/detailed")).json()
+        health = (await client.get("/health/detailed", headers=tenant.headers)).json()
     finally:
         runtime.settings.memory_extraction = False
     assert health["checks"]["memory_extraction"] == "ok" and health["checks"]["litellm"] == "ok"

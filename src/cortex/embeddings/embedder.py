@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -12,9 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from cortex.embeddings.errors import EmbeddingBadAnswer, classify
 from cortex.embeddings.models import DEFAULT_EMBEDDING_MODEL, EmbeddingModelSpec, resolve_model
 
+logger = logging.getLogger(__name__)
+
 BATCH_SIZE = 64
+# One remote embedding call (a batch of BATCH_SIZE texts) gives up after this long.
+REMOTE_TIMEOUT_SECONDS = 60.0
 _QUERY_CACHE_SIZE = 4096
 
 
@@ -23,8 +29,10 @@ class Embedder:
     inside), so an embedding never blocks the event loop and models load once."""
 
     def __init__(self, *, bge_m3_path: Path | None = None, litellm_api_base: str | None = None,
-                 litellm_api_key: str | None = None) -> None:
+                 litellm_api_key: str | None = None,
+                 litellm_timeout_seconds: float = REMOTE_TIMEOUT_SECONDS) -> None:
         self._bge_m3_path = bge_m3_path
+        self._timeout_seconds = litellm_timeout_seconds
         self._api_base = litellm_api_base
         self._api_key = litellm_api_key
         self._models: dict[str, Any] = {}
@@ -63,18 +71,42 @@ class Embedder:
                 texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True,
                 show_progress_bar=False)
         else:
-            import litellm
-
-            rows: list[list[float]] = []
-            for start in range(0, len(texts), BATCH_SIZE):
-                response = litellm.embedding(model=spec.target, input=texts[start:start + BATCH_SIZE],
-                                             api_base=self._api_base, api_key=self._api_key)
-                rows.extend(item["embedding"] for item in response.data)
-            vectors = np.asarray(rows, dtype=np.float32)
+            vectors = np.concatenate([self._remote_batch(spec, texts[start:start + BATCH_SIZE])
+                                      for start in range(0, len(texts), BATCH_SIZE)])
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape[1] != spec.dimensions:
             raise ValueError(f"{spec.name} returned {vectors.shape[1]} dimensions, expected {spec.dimensions}")
+        return vectors
+
+    def _remote_batch(self, spec: EmbeddingModelSpec, texts: list[str]) -> np.ndarray:
+        """One LiteLLM call → float32 [len(texts), dims]; EmbeddingFailed when the provider fails or
+        answers anything but that many vectors of the model's size."""
+        import litellm
+
+        try:
+            response = litellm.embedding(model=spec.target, input=texts, api_base=self._api_base,
+                                         api_key=self._api_key, timeout=self._timeout_seconds)
+        except Exception as exc:  # LiteLLM raises many types; classify() reads what they mean
+            failure = classify(spec.name, exc)
+            # The provider's message may be long or odd; the log keeps its type, the answer the phrase.
+            logger.warning("embedding call failed", extra={"model": spec.name, "reason": failure.reason,
+                                                           "error_type": type(exc).__name__})
+            raise failure from exc
+        data = getattr(response, "data", None)
+        try:
+            if not isinstance(data, list) or len(data) != len(texts):
+                raise ValueError(f"{len(data) if isinstance(data, list) else 'no'} items for {len(texts)} texts")
+            rows = [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
+            vectors = np.asarray(rows, dtype=np.float32)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            logger.warning("embedding answer malformed", extra={"model": spec.name, "error": str(exc)[:200]})
+            raise EmbeddingBadAnswer(spec.name, "answered malformed embeddings") from exc
+        if vectors.shape != (len(texts), spec.dimensions):
+            raise EmbeddingBadAnswer(spec.name, f"answered vectors of shape {vectors.shape}, expected "
+                                                f"({len(texts)}, {spec.dimensions})")
+        if not np.isfinite(vectors).all():
+            raise EmbeddingBadAnswer(spec.name, "answered non-finite numbers")
         return vectors
 
     async def embed(self, texts: list[str], model: str = DEFAULT_EMBEDDING_MODEL) -> np.ndarray:

@@ -82,6 +82,13 @@ class RateLimited(CortexError):
     default_detail = "rate limit exceeded"
 
 
+class BadGateway(CortexError):
+    """An upstream service answered, but with an error or with something unusable."""
+
+    status_code = 502
+    default_detail = "bad answer from an upstream service"
+
+
 class ServiceUnavailable(CortexError):
     status_code = 503
     default_detail = "service unavailable"

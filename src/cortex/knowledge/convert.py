@@ -125,7 +125,7 @@ async def fetch_url(url: str, *, allow_private: bool, max_bytes: int, timeout_se
                     if response.is_redirect and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue
-                    if response.status_code >= 400:
+                    if not response.is_success:
                         raise FetchFailed(f"the server answered HTTP {response.status_code}")
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -145,4 +145,4 @@ async def fetch_url(url: str, *, allow_private: bool, max_bytes: int, timeout_se
     except TimeoutError as exc:
         raise FetchFailed(f"the page did not arrive within {timeout_seconds:g} s") from exc
     except httpx.HTTPError as exc:
-        raise FetchFailed(f"could not fetch the page: {type(exc).__name__}") from exc
+        raise FetchFailed(f"the connection failed ({type(exc).__name__})") from exc

@@ -41,7 +41,11 @@ knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["knowledge"])
 
 _FAILED: dict[int | str, dict[str, Any]] = {
-    500: {"description": "Conversion or embedding failed; the body says why (status 'failed')."},
+    500: {"description": "Conversion failed; the body says why (status 'failed')."},
+    502: {"description": "The embedding provider answered an error or malformed embeddings; the body says "
+                         "why (status 'failed')."},
+    503: {"description": "The embedding provider is unreachable or overloaded; the body says why "
+                         "(status 'failed')."},
     202: {"model": JobAccepted, "description": "Accepted as a background job."},
 }
 
@@ -92,7 +96,7 @@ def _ingest_response(source_id: uuid.UUID, result: Accepted | Finished) -> JSONR
     body = IngestResult(source_id=source_id, status="failed" if result.error else "completed",
                         chunks_created=outcome.chunks_created if outcome else 0,
                         chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
-    return JSONResponse(body.model_dump(mode="json"), status_code=500 if result.error else 200)
+    return JSONResponse(body.model_dump(mode="json"), status_code=result.status_code)
 
 
 @knowledge_router.post("/ingest/file", response_model=IngestResult, responses=_FAILED)
@@ -142,7 +146,7 @@ async def ingest_documents(body: IngestDocumentsRequest, principal: KnowledgeAut
         documents_processed=outcome.documents_processed if outcome else 0,
         chunks_created=outcome.chunks_created if outcome else 0,
         chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
-    return JSONResponse(response.model_dump(mode="json"), status_code=500 if result.error else 200)
+    return JSONResponse(response.model_dump(mode="json"), status_code=result.status_code)
 
 
 @knowledge_router.post("/reembed", response_model=ReembedResult, responses=_FAILED)
@@ -155,7 +159,7 @@ async def reembed(body: ReembedRequest, principal: KnowledgeAuth, runtime: Runti
     response = ReembedResult(source_id=body.source_id, status="failed" if result.error else "completed",
                              chunks_embedded=result.outcome.chunks_embedded if result.outcome else 0,
                              error=result.error)
-    return JSONResponse(response.model_dump(mode="json"), status_code=500 if result.error else 200)
+    return JSONResponse(response.model_dump(mode="json"), status_code=result.status_code)
 
 
 # --- search ------------------------------------------------------------------------------------------
@@ -171,15 +175,18 @@ async def search(body: SearchRequest, principal: KnowledgeAuth, runtime: Runtime
 
     agent = (await runtime.config_cache.get(company_id, body.agent_id, load)).config
     component = knowledge_component(runtime)
+    warnings: list[str] = []
     if body.mode == "hybrid":
         chunks: list[Any] = await component.retrieve(company_id=company_id, agent=agent, query=body.query,
-                                                      top_k=body.top_k)
+                                                      top_k=body.top_k, warnings=warnings)
     else:
         found = await component.retriever.search(company_id=company_id, source_ids=agent.knowledge_source_ids,
-                                                 query=body.query, top_k=body.top_k, mode=body.mode)
+                                                 query=body.query, top_k=body.top_k, mode=body.mode,
+                                                 warnings=warnings)
         chunks = [c.public() for c in found]
     return SearchResults(results=[SearchHit(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text,
-                                            heading_path=c.heading_path, score=c.score) for c in chunks])
+                                            heading_path=c.heading_path, score=c.score) for c in chunks],
+                         warnings=warnings)
 
 
 # --- jobs --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, text, update
 
 from cortex.agents import service as agents
 from cortex.db.models import KnowledgeChunk, KnowledgeChunkSet, KnowledgeSource
+from cortex.embeddings.errors import EmbeddingFailed
 from cortex.embeddings.models import EmbeddingModelSpec
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.chunking import Chunk, Chunker, SourceDocument
@@ -35,7 +36,8 @@ STALE_BUILD = timedelta(hours=12)
 
 
 class IngestionFailed(Exception):
-    """Conversion, chunking or embedding failed; the source's previous chunks are untouched."""
+    """Conversion, chunking or a local embedding model failed; the source's previous chunks are untouched.
+    A remote model's failure leaves as the EmbeddingFailed it raised (502/503: not the caller's fault)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id:
         if not pending.done():
             pending.cancel()
         await asyncio.shield(_discard(runtime, company_id, source_id, set_id))
-        if isinstance(exc, IngestionFailed | asyncio.CancelledError):
+        if isinstance(exc, IngestionFailed | EmbeddingFailed | asyncio.CancelledError):
             raise
         if isinstance(exc, Exception):
             logger.warning("embedding failed", extra={"source_id": str(source_id), "error": type(exc).__name__})

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import KnowledgeChunkSet
+from cortex.embeddings.errors import EmbeddingFailed
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.ports import KnowledgeChunk
 
@@ -154,9 +155,10 @@ class KnowledgeRetriever:
         self.tuning = tuning or RetrievalTuning()
         self.term_stats = TermStatsCache()
 
-    async def retrieve(self, *, company_id: uuid.UUID, agent: Any, query: str, top_k: int) -> list[KnowledgeChunk]:
+    async def retrieve(self, *, company_id: uuid.UUID, agent: Any, query: str, top_k: int,
+                       warnings: list[str] | None = None) -> list[KnowledgeChunk]:
         chunks = await self.search(company_id=company_id, source_ids=list(agent.knowledge_source_ids),
-                                   query=query, top_k=top_k, mode="hybrid")
+                                   query=query, top_k=top_k, mode="hybrid", warnings=warnings)
         return [c.public() for c in chunks]
 
     async def _live_models(self, company_id: uuid.UUID, source_ids: list[uuid.UUID]) -> set[str]:
@@ -167,8 +169,12 @@ class KnowledgeRetriever:
             return set(models)
 
     async def search(self, *, company_id: uuid.UUID, source_ids: list[uuid.UUID], query: str, top_k: int,
-                     mode: SearchMode = "hybrid", tuning: RetrievalTuning | None = None) -> list[ScoredChunk]:
+                     mode: SearchMode = "hybrid", tuning: RetrievalTuning | None = None,
+                     warnings: list[str] | None = None) -> list[ScoredChunk]:
+        """`warnings` (when given) receives what degraded this search, e.g. a query embedding that failed:
+        dense retrieval then falls back to full-text search rather than to nothing."""
         tuning = tuning or self.tuning
+        said = warnings if warnings is not None else []
         if not source_ids or not query.strip() or top_k <= 0:
             return []
         candidates = max(tuning.candidates, top_k)
@@ -181,7 +187,7 @@ class KnowledgeRetriever:
         if mode != "lexical":
             # Embedded before the transaction opens, so no connection is held while the model runs.
             for model in live_models:
-                vectors[model] = await self._embed_query(query, model)
+                vectors[model] = await self._embed_query(query, model, said)
         async with self.runtime.database.session() as session:
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             live = (await session.execute(select(KnowledgeChunkSet.id, KnowledgeChunkSet.embedding_model).where(
@@ -197,14 +203,16 @@ class KnowledgeRetriever:
                 dense: list[ScoredChunk] = []
                 for model, set_ids in by_model.items():
                     if model not in vectors:  # a set with another model went live since the lookup above
-                        vectors[model] = await self._embed_query(query, model)
+                        vectors[model] = await self._embed_query(query, model, said)
                     vector = vectors[model]
                     if vector is None:
                         continue
                     dense.extend(await self._dense(session, model, vector, set_ids, candidates, tuning))
                 dense.sort(key=lambda c: -c.score)
-                lists.append((dense[:candidates], tuning.dense_weight))
-            if mode != "dense":
+                if any(vector is not None for vector in vectors.values()):
+                    lists.append((dense[:candidates], tuning.dense_weight))
+            # No query vector at all: full-text search answers alone, in dense mode too.
+            if mode != "dense" or not lists:
                 lexical = await self._lexical(session, query, [s for s, _ in live], candidates, tuning)
                 lists.append((lexical, 1.0 - tuning.dense_weight))
         if len(lists) == 1:
@@ -217,14 +225,18 @@ class KnowledgeRetriever:
             return weighted(lists)[:top_k]
         return rrf(lists, tuning.rrf_k)[:top_k]
 
-    async def _embed_query(self, query: str, model: str) -> np.ndarray | None:
-        """None when the model cannot embed right now (a hosted provider down): the chunks of that model
-        are then found by full-text search alone rather than failing the customer's chat."""
+    async def _embed_query(self, query: str, model: str, warnings: list[str]) -> np.ndarray | None:
+        """None when the model cannot embed right now (a hosted provider down), said in `warnings`: the
+        chunks of that model are then found by full-text search alone rather than failing the chat."""
         try:
             return await self.runtime.embedder.embed_query(query, model)
         except Exception as exc:  # LiteLLM and sentence-transformers raise many types
             logger.warning("query embedding failed; lexical only", extra={"model": model,
                                                                          "error": type(exc).__name__})
+            reason = exc.detail if isinstance(exc, EmbeddingFailed) else f"embedding model {model} failed"
+            warning = f"dense retrieval unavailable: {reason}; full-text results only"
+            if warning not in warnings:
+                warnings.append(warning)
             return None
 
     async def _dense(self, session: AsyncSession, model: str, vector: np.ndarray, set_ids: list[uuid.UUID],

@@ -142,3 +142,6 @@ class SearchHit(BaseModel):
 
 class SearchResults(BaseModel):
     results: list[SearchHit]
+    # What degraded this search, e.g. "dense retrieval unavailable: embedding model openai is unreachable;
+    # full-text results only". Empty when every part of the search ran.
+    warnings: list[str] = []

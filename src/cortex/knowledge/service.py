@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from cortex.agents import service as agents
 from cortex.agents.schemas import AgentConfig
 from cortex.db.models import AgentKnowledgeSource, KnowledgeChunkSet, KnowledgeSource
+from cortex.embeddings.errors import EmbeddingFailed
 from cortex.embeddings.models import DEFAULT_EMBEDDING_MODEL
 from cortex.kit.errors import InvalidInput, NotFound
 from cortex.kit.runtime import Runtime
@@ -27,7 +28,7 @@ from cortex.knowledge.uploads import company_folder, inside_folder, resolve_comp
 from cortex.pipeline.ports import KNOWLEDGE
 
 # Failures that belong to the input or the model, reported in the result body (never a bare trace).
-EXPECTED_FAILURES = (IngestionFailed, convert.ConversionFailed, convert.FetchFailed)
+EXPECTED_FAILURES = (IngestionFailed, convert.ConversionFailed)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class Accepted:
 class Finished:
     outcome: IngestOutcome | None
     error: str | None
+    # The answer's status when `error` is set: 502/503 for an embedding provider's failure, else 500.
+    failure_status: int = 500
+
+    @property
+    def status_code(self) -> int:
+        return self.failure_status if self.error else 200
 
 
 async def source_of(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID) -> KnowledgeSource:
@@ -65,9 +72,10 @@ class KnowledgeComponent:
 
     # --- the port ------------------------------------------------------------------------------------
 
-    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str,
-                       top_k: int) -> list[Any]:
-        return await self.retriever.retrieve(company_id=company_id, agent=agent, query=query, top_k=top_k)
+    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str, top_k: int,
+                       warnings: list[str] | None = None) -> list[Any]:
+        return await self.retriever.retrieve(company_id=company_id, agent=agent, query=query, top_k=top_k,
+                                             warnings=warnings)
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
@@ -90,6 +98,8 @@ class KnowledgeComponent:
             return Finished(await work(quiet), None)
         except EXPECTED_FAILURES as exc:
             return Finished(None, str(exc))
+        except EmbeddingFailed as exc:  # the provider's fault, told apart by its status (502/503)
+            return Finished(None, exc.detail, exc.status_code)
 
     # --- operations -------------------------------------------------------------------------------------
 
@@ -159,8 +169,9 @@ class KnowledgeComponent:
                 body, content_type = await convert.fetch_url(
                     url, allow_private=settings.allow_private_webhooks, max_bytes=settings.ingest_url_max_bytes,
                     timeout_seconds=settings.ingest_url_timeout_seconds)
-            except BlockedUrl as exc:  # a redirect towards a private address
-                raise convert.FetchFailed(str(exc)) from exc
+            except (convert.FetchFailed, BlockedUrl) as exc:  # BlockedUrl: a redirect towards a private address
+                # The page is the caller's input: a 404, a dead host or an oversized page is a 422 on `url`.
+                raise InvalidInput("url", f"could not fetch {url}: {exc}") from exc
             converted = await asyncio.to_thread(convert.convert_bytes_sync, body, content_type=content_type, url=url)
             document = SourceDocument(url, converted.markdown, [converted.title] if converted.title else [])
             return await ingest_documents(self.runtime, company_id=company_id, source_id=source_id,

@@ -22,6 +22,9 @@ async def retrieve(ctx: RequestContext, runtime: Runtime) -> None:
     if not port.available:
         ctx.notes["knowledge"] = "unavailable: no knowledge component is installed"
         return
+    warnings: list[str] = []
     with ctx.timed("context_engine"):
         ctx.chunks = await port.retrieve(company_id=ctx.company_id, agent=agent, query=ctx.request.message,
-                                         top_k=top_k)
+                                         top_k=top_k, warnings=warnings)
+    if warnings:  # e.g. the query embedding failed: the reply used full-text results only
+        ctx.notes["knowledge"] = "; ".join(warnings)

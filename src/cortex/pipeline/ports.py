@@ -71,8 +71,10 @@ class CompletedTurn:
 class KnowledgePort(Protocol):
     available: bool
 
-    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str,
-                       top_k: int) -> list[KnowledgeChunk]: ...
+    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str, top_k: int,
+                       warnings: list[str] | None = None) -> list[KnowledgeChunk]:
+        """`warnings` receives what degraded the retrieval (a query embedding that failed, ...)."""
+        ...
 
 
 @runtime_checkable
@@ -106,8 +108,8 @@ class SemanticCachePort(Protocol):
 class UnavailableKnowledge:
     available = False
 
-    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str,
-                       top_k: int) -> list[KnowledgeChunk]:
+    async def retrieve(self, *, company_id: uuid.UUID, agent: AgentConfig, query: str, top_k: int,
+                       warnings: list[str] | None = None) -> list[KnowledgeChunk]:
         return []
 
 
