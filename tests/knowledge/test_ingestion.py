@@ -158,7 +158,7 @@ async def test_another_companys_file_is_out_of_reach_and_looks_absent(
     assert secret in (await search(client, tenant, a_agent["id"], "Andromeda merger"))[0]["text"]
 
 
-async def test_conversion_failure_is_500_with_body_and_keeps_the_old_chunks(
+async def test_conversion_failure_is_422_with_body_and_keeps_the_old_chunks(
         client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime) -> None:
     source = await make_source(client, tenant)
     assert (await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "a.pdf", pdf_bytes(PDF_LINES)))
@@ -167,7 +167,7 @@ async def test_conversion_failure_is_500_with_body_and_keeps_the_old_chunks(
     before = await search(client, tenant, agent["id"], "refund")
     broken = upload(runtime, tenant, "broken.pdf", b"%PDF-1.4 garbage")
     response = await ingest_file(client, tenant, source["id"], broken)
-    assert response.status_code == 500
+    assert response.status_code == 422  # the caller's file, not a server fault
     body = response.json()
     assert body["status"] == "failed" and body["error"] and body["chunks_created"] == 0
     assert await search(client, tenant, agent["id"], "refund") == before

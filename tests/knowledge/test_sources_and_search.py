@@ -103,11 +103,12 @@ async def test_page_on_loopback_is_ingested_without_navigation(client: httpx.Asy
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     hits = await search(client, tenant, agent["id"], "when does the Nebula store open?", top_k=1)
     assert "08:30" in hits[0]["text"]
-    # A page that cannot be fetched is the caller's input: 422 on `url`. One with no text fails with a body.
+    # A page that cannot be fetched is the caller's input: 422 on `url`. One with no text is a 422 too,
+    # with the ingestion body saying why.
     missing = await ingest_url(client, tenant, source["id"], site + "/nowhere")
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "url"]
     empty = await ingest_url(client, tenant, source["id"], site + "/empty")
-    assert empty.status_code == 500 and empty.json()["status"] == "failed" and empty.json()["error"]
+    assert empty.status_code == 422 and empty.json()["status"] == "failed" and empty.json()["error"]
     saved = runtime.settings.ingest_url_max_bytes
     runtime.settings.ingest_url_max_bytes = 10_000
     try:
@@ -344,9 +345,9 @@ async def test_contract_of_the_new_endpoints(client: httpx.AsyncClient, tenant: 
         response = await client.post(path, json=body, headers=tenant.headers)
         assert response.status_code == 422, (path, body, response.text)
         assert field in response.json()["detail"][0]["loc"], (path, body, response.json())
-    # Re-embedding a source that holds nothing is a failure with a body, not a crash.
+    # Re-embedding a source that holds nothing is the caller's mistake: a 422 with a body, not a crash.
     empty = await client.post("/v1/knowledge/reembed", json={"source_id": source["id"]}, headers=tenant.headers)
-    assert empty.status_code == 500 and empty.json()["status"] == "failed"
+    assert empty.status_code == 422 and empty.json()["status"] == "failed"
     # A search over an agent without sources returns nothing.
     bare = await create_agent(client, tenant)
     assert await search(client, tenant, bare["id"], "anything") == []

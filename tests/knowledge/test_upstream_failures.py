@@ -43,7 +43,7 @@ def refuse(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def openai_source(client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     source = await make_source(client, tenant, embedding_model="openai")
-    response = await ingest_file(client, tenant, source["id"], upload(runtime, "hours.md", PAGE))
+    response = await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "hours.md", PAGE))
     assert response.status_code == 200 and response.json()["status"] == "completed", response.text
     return source
 
@@ -60,7 +60,7 @@ async def test_embedding_provider_failures_are_502_or_503_and_keep_the_chunks(
         client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, provider: ScriptedLLM,
         monkeypatch: pytest.MonkeyPatch) -> None:
     source = await openai_source(client, tenant, runtime)
-    path = upload(runtime, "hours-v2.md", PAGE + b"\n# Holidays\n\nClosed on public holidays.\n")
+    path = upload(runtime, tenant, "hours-v2.md", PAGE + b"\n# Holidays\n\nClosed on public holidays.\n")
 
     provider.embedding_status = 500
     failed = await ingest_file(client, tenant, source["id"], path)
@@ -95,7 +95,7 @@ async def test_a_background_job_records_the_embedding_failure(client: httpx.Asyn
     source = await make_source(client, tenant, embedding_model="openai")
     provider.embedding_body = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": "x"}]}
     job = await wait_for_job(client, tenant, runtime, await ingest_file(
-        client, tenant, source["id"], upload(runtime, "hours.md", PAGE), **{"async": True}))
+        client, tenant, source["id"], upload(runtime, tenant, "hours.md", PAGE), **{"async": True}))
     assert job["status"] == "failed" and job["error"] == "embedding model openai answered malformed embeddings"
 
 

@@ -41,7 +41,9 @@ knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["knowledge"])
 
 _FAILED: dict[int | str, dict[str, Any]] = {
-    500: {"description": "Conversion failed; the body says why (status 'failed')."},
+    409: {"description": "The source was deleted while ingesting; the body says so (status 'failed')."},
+    422: {"description": "The file or page could not be converted or holds no text; the body says why "
+                         "(status 'failed')."},
     502: {"description": "The embedding provider answered an error or malformed embeddings; the body says "
                          "why (status 'failed')."},
     503: {"description": "The embedding provider is unreachable or overloaded; the body says why "

@@ -37,7 +37,20 @@ STALE_BUILD = timedelta(hours=12)
 
 class IngestionFailed(Exception):
     """Conversion, chunking or a local embedding model failed; the source's previous chunks are untouched.
-    A remote model's failure leaves as the EmbeddingFailed it raised (502/503: not the caller's fault)."""
+    A remote model's failure leaves as the EmbeddingFailed it raised (502/503: not the caller's fault).
+    `status_code` is the answer's status: 500 unless a subclass says the input or the source is at fault."""
+
+    status_code = 500
+
+
+class NothingToIndex(IngestionFailed):
+    """The input converts to no text: the caller's document, not a server fault."""
+
+    status_code = 422
+
+
+class SourceGone(IngestionFailed):
+    status_code = 409
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
         source = await session.scalar(select(KnowledgeSource).where(
             KnowledgeSource.id == source_id, KnowledgeSource.company_id == company_id).with_for_update())
         if source is None:
-            raise IngestionFailed("the knowledge source was deleted during ingestion")
+            raise SourceGone("the knowledge source was deleted during ingestion")
         await session.execute(delete(KnowledgeChunkSet).where(
             KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.id != set_id,
             KnowledgeChunkSet.status == "active"))
@@ -125,7 +138,7 @@ async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id:
                           progress: ProgressCallback | None = None, documents: int = 0) -> IngestOutcome:
     """Embed `chunks` with `spec`'s model into a new set and make it the source's live set."""
     if not chunks:
-        raise IngestionFailed("the input holds no text to index")
+        raise NothingToIndex("the input holds no text to index")
     async with runtime.database.session() as session:
         chunk_set = KnowledgeChunkSet(company_id=company_id, source_id=source_id, embedding_model=spec.name,
                                       dimensions=spec.dimensions, status="building", created_by=created_by)
@@ -204,6 +217,6 @@ async def reembed(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UU
     spec = runtime.embedder.spec(embedding_model)
     chunks = await live_chunks(runtime, company_id, source_id)
     if not chunks:
-        raise IngestionFailed("the source has no chunks to re-embed; ingest something first")
+        raise NothingToIndex("the source has no chunks to re-embed; ingest something first")
     return await build_chunk_set(runtime, company_id=company_id, source_id=source_id, chunks=chunks, spec=spec,
                                  created_by=created_by, progress=progress)

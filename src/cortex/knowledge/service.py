@@ -27,9 +27,6 @@ from cortex.knowledge.retrieval import KnowledgeRetriever, RetrievalTuning
 from cortex.knowledge.uploads import company_folder, inside_folder, resolve_company_file
 from cortex.pipeline.ports import KNOWLEDGE
 
-# Failures that belong to the input or the model, reported in the result body (never a bare trace).
-EXPECTED_FAILURES = (IngestionFailed, convert.ConversionFailed)
-
 
 @dataclass(frozen=True)
 class Accepted:
@@ -43,7 +40,8 @@ class Accepted:
 class Finished:
     outcome: IngestOutcome | None
     error: str | None
-    # The answer's status when `error` is set: 502/503 for an embedding provider's failure, else 500.
+    # The answer's status when `error` is set: 422 for an input that cannot be indexed, 409 for a source
+    # deleted meanwhile, 502/503 for an embedding provider's failure, else 500.
     failure_status: int = 500
 
     @property
@@ -96,8 +94,10 @@ class KnowledgeComponent:
 
         try:
             return Finished(await work(quiet), None)
-        except EXPECTED_FAILURES as exc:
-            return Finished(None, str(exc))
+        except convert.ConversionFailed as exc:  # a corrupt file or a page without text: the input's fault
+            return Finished(None, str(exc), 422)
+        except IngestionFailed as exc:
+            return Finished(None, str(exc), exc.status_code)
         except EmbeddingFailed as exc:  # the provider's fault, told apart by its status (502/503)
             return Finished(None, exc.detail, exc.status_code)
 
