@@ -263,11 +263,11 @@ async def test_errors_401_403_404_422(client: httpx.AsyncClient, tenant: Tenant,
     assert (await chat(client, tenant, theirs["id"], "hi")).status_code == 404
     assert (await client.post("/v1/chat", json={**body, "company_id": str(other_tenant.company_id)},
                               headers=tenant.headers)).status_code == 404
-    # Another company's conversation id.
+    # Conversation ids are per company: one another company uses is simply a new conversation here.
     their_conversation = uuid.uuid4()
     assert (await chat(client, other_tenant, theirs["id"], "hi", conversation_id=their_conversation)
             ).status_code == 200
-    assert (await chat(client, tenant, agent["id"], "hi", conversation_id=their_conversation)).status_code == 404
+    assert (await chat(client, tenant, agent["id"], "hi", conversation_id=their_conversation)).status_code == 200
     for bad, field in [({"message": ""}, "message"), ({"message": "x" * 16_001}, "message"),
                        ({"channel": "fax"}, "channel"), ({"metadata": {str(i): i for i in range(21)}}, "metadata"),
                        ({"conversation_id": "nope"}, "conversation_id")]:

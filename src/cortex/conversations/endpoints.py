@@ -34,8 +34,9 @@ async def list_conversations(principal: ChatAuth, session: SessionDep, page: Pag
 @conversations_router.get("/{conversation_id}/messages", response_model=Page[MessagePublic])
 async def list_messages(conversation_id: uuid.UUID, principal: ChatAuth, session: SessionDep,
                         page: PageQuery) -> Page[MessagePublic]:
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None or conversation.company_id != principal.company_id:
+    found = await session.scalar(select(Conversation.id).where(Conversation.company_id == principal.company_id,
+                                                                Conversation.id == conversation_id))
+    if found is None:
         raise NotFound("conversation not found")
     statement = (select(Message).where(Message.company_id == principal.company_id,
                                        Message.conversation_id == conversation_id)

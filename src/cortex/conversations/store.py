@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import Conversation, Message
-from cortex.kit.errors import InvalidInput, NotFound
+from cortex.kit.errors import InvalidInput
 from cortex.pipeline.ports import HistoryTurn
 
 # The tables themselves: Core inserts by column name ("metadata", not the attribute `metadata_`).
@@ -21,46 +21,41 @@ MESSAGES = cast(Table, Message.__table__)
 
 
 async def open_conversation(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID,
-                            conversation_id: uuid.UUID, customer_id: str, channel: str) -> Conversation:
+                            conversation_id: uuid.UUID, customer_id: str, channel: str) -> None:
     """The client names the conversation; it is created on first use and must stay with its customer."""
-    conversation = await session.get(Conversation, conversation_id, with_for_update=False)
-    if conversation is None:
-        conversation = Conversation(id=conversation_id, company_id=company_id, agent_id=agent_id,
-                                    customer_id=customer_id, channel=channel)
-        session.add(conversation)
-        await session.flush()
-        return conversation
-    if conversation.company_id != company_id:
-        raise NotFound("conversation not found")  # another company's: indistinguishable from none
-    if conversation.customer_id != customer_id:
+    await _claim(session, company_id=company_id, agent_id=agent_id, conversation_id=conversation_id,
+                 customer_id=customer_id, channel=channel)
+
+
+async def _claim(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID, conversation_id: uuid.UUID,
+                 customer_id: str, channel: str) -> None:
+    """Creates the conversation or touches it, in one statement that also decides whose it is.
+
+    Concurrent first messages on a new id from two customers meet here: PostgreSQL lets one insert
+    and makes the others wait for its commit, then see its customer. The row stays locked until this
+    transaction ends, so nothing of another customer (or a forget) slips in between.
+    """
+    values = {"id": conversation_id, "company_id": company_id, "agent_id": agent_id, "customer_id": customer_id,
+              "channel": channel, "metadata": {}}
+    statement = pg_insert(CONVERSATIONS).values(values)
+    claimed = (await session.execute(statement.on_conflict_do_update(
+        index_elements=[CONVERSATIONS.c.company_id, CONVERSATIONS.c.id],
+        # A hand-over between agents continues the same thread.
+        set_={"agent_id": statement.excluded.agent_id, "updated_at": func.now()},
+        where=CONVERSATIONS.c.customer_id == statement.excluded.customer_id,
+    ).returning(CONVERSATIONS.c.id))).first()
+    if claimed is None:
         raise InvalidInput("conversation_id", "this conversation belongs to another customer")
-    if conversation.agent_id != agent_id:
-        conversation.agent_id = agent_id  # a hand-over between agents continues the same thread
-    return conversation
 
 
-@dataclass(frozen=True)
-class ConversationState:
-    """What `check_conversation` found; `store_turn` writes what it implies, in one transaction."""
-
-    existed: bool
-    agent_changed: bool
-
-
-async def check_conversation(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID,
-                             conversation_id: uuid.UUID, customer_id: str) -> ConversationState:
-    """`open_conversation`'s checks without its writes: the chat pipeline stores the turn later, at once."""
-    row = (await session.execute(
-        select(Conversation.company_id, Conversation.customer_id, Conversation.agent_id)
-        .where(Conversation.id == conversation_id)
-    )).first()
-    if row is None:
-        return ConversationState(existed=False, agent_changed=False)
-    if row.company_id != company_id:
-        raise NotFound("conversation not found")  # another company's: indistinguishable from none
-    if row.customer_id != customer_id:
+async def check_conversation(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
+                             customer_id: str) -> bool:
+    """Whether the conversation exists; refuses another customer's early. `store_turn` decides for good."""
+    owner = await session.scalar(select(Conversation.customer_id)
+                                 .where(Conversation.company_id == company_id, Conversation.id == conversation_id))
+    if owner is not None and owner != customer_id:
         raise InvalidInput("conversation_id", "this conversation belongs to another customer")
-    return ConversationState(existed=True, agent_changed=row.agent_id != agent_id)
+    return owner is not None
 
 
 @dataclass(frozen=True)
@@ -76,27 +71,16 @@ class CustomerTurn:
     metadata: dict[str, Any]
 
 
-async def store_turn(session: AsyncSession, turn: CustomerTurn, state: ConversationState, *, status: str,
-                     error: str | None = None, reply_id: uuid.UUID | None = None,
-                     reply: ReplyRecord | None = None) -> None:
+async def store_turn(session: AsyncSession, turn: CustomerTurn, *, status: str, error: str | None = None,
+                     reply_id: uuid.UUID | None = None, reply: ReplyRecord | None = None) -> None:
     """The conversation (created or touched) and the customer's message, with the reply when there is one.
 
-    Core statements, not ORM units of work: this runs on every chat, and a cache hit stores its whole
-    turn here in one transaction of two or three statements.
+    Raises `InvalidInput` when the conversation turned out to be another customer's: then nothing is
+    stored. Core statements, not ORM units of work: this runs on every chat, and a cache hit stores
+    its whole turn here in one transaction of two statements.
     """
-    if not state.existed:
-        # A concurrent first message on the same new conversation may have created it meanwhile.
-        await session.execute(pg_insert(CONVERSATIONS).values({
-            "id": turn.conversation_id, "company_id": turn.company_id, "agent_id": turn.agent_id,
-            "customer_id": turn.customer_id, "channel": turn.channel, "metadata": {},
-        }).on_conflict_do_nothing(index_elements=["id"]))
-    elif state.agent_changed or reply is not None:
-        values: dict[str, Any] = {"updated_at": func.now()}
-        if state.agent_changed:
-            values["agent_id"] = turn.agent_id  # a hand-over between agents continues the same thread
-        await session.execute(update(Conversation).where(Conversation.id == turn.conversation_id,
-                                                         Conversation.company_id == turn.company_id)
-                              .values(**values))
+    await _claim(session, company_id=turn.company_id, agent_id=turn.agent_id, conversation_id=turn.conversation_id,
+                 customer_id=turn.customer_id, channel=turn.channel)
     rows = [_message_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
                          turn.request_id, message_id=turn.message_id, role="customer", content=turn.content,
                          status=status, error=error, metadata=turn.metadata, created_at=func.now())]
@@ -144,14 +128,18 @@ def _reply_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid
 
 
 async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                         limit: int) -> list[HistoryTurn]:
-    """The last `limit` answered turns, oldest first; failed and pending messages are left out."""
+                         customer_id: str, limit: int) -> list[HistoryTurn]:
+    """The last `limit` answered turns of this customer, oldest first; failed and pending messages are left out.
+
+    Only the customer's own rows: `store_turn` keeps other customers out of a conversation, but a
+    database written by an older release may hold some, and they must never reach this customer's prompt.
+    """
     if limit <= 0:
         return []
     rows = (await session.execute(
         select(Message.role, Message.content)
         .where(Message.company_id == company_id, Message.conversation_id == conversation_id,
-               Message.status == "ok")
+               Message.customer_id == customer_id, Message.status == "ok")
         .order_by(Message.created_at.desc(), Message.role.desc())
         .limit(limit * 2)
     )).all()

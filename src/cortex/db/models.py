@@ -15,10 +15,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -177,9 +179,13 @@ class Customer(TimestampMixin, Base):
 
 
 class Conversation(TimestampMixin, Base):
+    """The client names a conversation by `id`; each company has its own ids, so the key is both."""
+
     __tablename__ = "conversations"
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    company_id: Mapped[uuid.UUID] = _company_fk()
+    __table_args__ = (PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),)
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # No index of its own: the primary key leads with it.
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     customer_id: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32), default="whatsapp")
@@ -191,10 +197,12 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
         Index("ix_messages_company_created", "company_id", "created_at"),
+        ForeignKeyConstraint(["company_id", "conversation_id"], ["conversations.company_id", "conversations.id"],
+                             ondelete="CASCADE", name="messages_conversation_fkey"),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = _company_fk()
-    conversation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    conversation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     agent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     customer_id: Mapped[str | None] = mapped_column(String(200), index=True)
     role: Mapped[str] = mapped_column(String(16))  # customer | assistant

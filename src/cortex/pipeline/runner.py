@@ -11,7 +11,7 @@ import logging
 import uuid
 
 from cortex.conversations import store
-from cortex.kit.errors import CortexError
+from cortex.kit.errors import CortexError, InvalidInput
 from cortex.kit.runtime import Runtime
 from cortex.llm.offline import OfflineResponder
 from cortex.pipeline import (
@@ -50,37 +50,38 @@ class ChatPipeline:
         ctx = RequestContext(request=request, request_id=request_id, tracer=telemetry.tracer)
         with telemetry.chat(ctx):  # the pipeline's span; its metrics are read from ctx at the end
             await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
-            turn, state = await self._open_conversation(ctx)
+            turn = await self._open_conversation(ctx)
             try:
-                return await self._services(ctx, turn, state)
+                return await self._services(ctx, turn)
             except (Exception, asyncio.CancelledError) as exc:
                 # Shielded: a client that hung up must still leave its message marked failed.
-                await asyncio.shield(self._mark_failed(ctx, turn, state, exc))
+                await asyncio.shield(self._mark_failed(ctx, turn, exc))
                 raise
 
-    async def _open_conversation(self, ctx: RequestContext) -> tuple[store.CustomerTurn, store.ConversationState]:
+    async def _open_conversation(self, ctx: RequestContext) -> store.CustomerTurn:
         """Reads only (checks, profile, history): the turn is written once the cache has answered or not.
 
         A cache hit then stores conversation, question and reply in one transaction; otherwise the
-        question is stored before the model is called, as before.
+        question is stored before the model is called. The check here refuses another customer's
+        conversation early; `store.store_turn` decides for good, as first messages may race.
         """
         request, agent = ctx.request, ctx.config
         async with self.runtime.database.session() as session:
-            state = await store.check_conversation(session, company_id=ctx.company_id, agent_id=agent.id,
-                                                   conversation_id=request.conversation_id,
-                                                   customer_id=request.customer_id)
+            existed = await store.check_conversation(session, company_id=ctx.company_id,
+                                                     conversation_id=request.conversation_id,
+                                                     customer_id=request.customer_id)
             ctx.profile = await memory_recall.load_profile(session, ctx.company_id, request.customer_id)
-            ctx.history = await store.recent_history(session, ctx.company_id, request.conversation_id,
-                                                     agent.settings.history_turns) if state.existed else []
+            ctx.history = await store.recent_history(
+                session, ctx.company_id, request.conversation_id, request.customer_id,
+                agent.settings.history_turns) if existed else []
         ctx.customer_message_id = uuid.uuid4()
         turn = store.CustomerTurn(
             message_id=ctx.customer_message_id, company_id=ctx.company_id, conversation_id=request.conversation_id,
             agent_id=agent.id, customer_id=request.customer_id, content=request.message, channel=request.channel,
             request_id=ctx.request_id, metadata=request.metadata)
-        return turn, state
+        return turn
 
-    async def _mark_failed(self, ctx: RequestContext, turn: store.CustomerTurn, state: store.ConversationState,
-                           exc: BaseException) -> None:
+    async def _mark_failed(self, ctx: RequestContext, turn: store.CustomerTurn, exc: BaseException) -> None:
         detail = exc.detail if isinstance(exc, CortexError) else type(exc).__name__
         error = f"{detail} (request {ctx.request_id})"
         try:
@@ -89,12 +90,13 @@ class ChatPipeline:
                     await store.mark_failed(session, company_id=ctx.company_id, message_id=turn.message_id,
                                             error=error)
                 else:  # failed before the question was stored: store it, failed
-                    await store.store_turn(session, turn, state, status="failed", error=error[:2000])
+                    await store.store_turn(session, turn, status="failed", error=error[:2000])
+        except InvalidInput:
+            pass  # the conversation is another customer's: nothing of this one goes into it
         except Exception:
             logger.exception("could not mark message %s failed", turn.message_id)
 
-    async def _services(self, ctx: RequestContext, turn: store.CustomerTurn,
-                        state: store.ConversationState) -> ChatResponse:
+    async def _services(self, ctx: RequestContext, turn: store.CustomerTurn) -> ChatResponse:
         runtime, settings = self.runtime, self.runtime.settings
         model, window = token_optimizer.token_model(ctx.config, settings)
         await memory_recall.recall(ctx, runtime, window)
@@ -104,12 +106,12 @@ class ChatPipeline:
         if ctx.cache_hit is not None:
             ctx.reply, ctx.model_used = ctx.cache_hit.answer, CACHE_MODEL_NAME
             async with runtime.database.session() as session:
-                await store.store_turn(session, turn, state, status="ok", reply_id=uuid.uuid4(),
+                await store.store_turn(session, turn, status="ok", reply_id=uuid.uuid4(),
                                        reply=self._reply_record(ctx))
             ctx.customer_stored = True
             return self._response(ctx)
         async with runtime.database.session() as session:
-            await store.store_turn(session, turn, state, status="pending")
+            await store.store_turn(session, turn, status="pending")
         ctx.customer_stored = True
         model_router.route(ctx, settings)
         await agent_compiler.compile_and_answer(ctx, runtime, self.tools, self.responder)

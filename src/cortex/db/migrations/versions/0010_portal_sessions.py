@@ -1,7 +1,7 @@
 """portal sessions: each portal login is a row, so logout revokes its JWT on every worker and across restarts
 
-Revision ID: 0010
-Revises: 0008_job_leases
+Revision ID: 0010_portal_sessions
+Revises: 0009_conversation_company_key
 """
 
 from collections.abc import Sequence
@@ -9,9 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-# 0008's revision id is "0008_job_leases" (the file name without ".py"), not "0008".
-down_revision: str | Sequence[str] | None = "0008_job_leases"
+revision: str = "0010_portal_sessions"
+down_revision: str | Sequence[str] | None = "0009_conversation_company_key"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
