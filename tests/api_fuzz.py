@@ -1,11 +1,12 @@
 """Schemathesis against a running `cortex serve`, with real ids seeded so that requests reach past 404.
 
-A real server process (its own data folder, the given PostgreSQL server, no model configured so chats
-are answered offline) is seeded through its own API with two companies: agents, an action, a knowledge
-source with an indexed file, a job, customers, a fact, a conversation and spare API keys. Schemathesis
-then runs every operation with the API key, and the portal operations with a portal session, drawing
-path and body ids from those seeded values half of the time (the other half stays random, so unknown
-and foreign ids are fuzzed too). Any 5xx fails the run.
+A real server process (its own data folder, the given PostgreSQL server, every tier's model and the
+hosted embedding model served by the scripted OpenAI-compatible server on loopback) is seeded through
+its own API with two companies: agents, an action, a knowledge source with an indexed file, a job,
+customers, a fact, a conversation and spare API keys. Schemathesis then runs every operation with the
+API key, and the portal operations with a portal session, drawing path and body ids from those seeded
+values half of the time (the other half stays random, so unknown and foreign ids are fuzzed too). Any
+5xx fails the run.
 
 `tests/test_api_fuzz.py` runs it bounded in the test suite; for a long run:
 `python -m tests.api_fuzz --max-examples 200` (prints one JSON summary).
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.scripted_llm import ScriptedLLM
 
 CORTEX = [sys.executable, "-m", "cortex.cli"]
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
@@ -58,22 +61,22 @@ class Seeds:
 class CortexServer:
     """`cortex serve` as a child process on a free loopback port."""
 
-    def __init__(self, database_url: str, home: Path) -> None:
+    def __init__(self, database_url: str, home: Path, llm_api_base: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # Nothing the server is asked to reach may leave the machine: hosted embedding models and the
-        # provider probe go to a closed loopback port, and every URL a request names is bound to one too
-        # (see `write_config`), so private addresses are allowed and no name is ever looked up.
+        # Nothing the server is asked to reach may leave the machine: the models are the scripted server's,
+        # and every URL a request names is bound to a closed loopback port (see `write_config`), so private
+        # addresses are allowed and no name is ever looked up.
         self.closed_url = f"http://127.0.0.1:{free_port()}"
         self.env = {**os.environ, "DATABASE_URL": database_url, "CORTEX_DATA_DIR": str(home),
-                    "CORTEX_LLM_API_BASE": self.closed_url + "/v1", "CORTEX_LLM_API_KEY": "sk-fuzz",
+                    "CORTEX_LLM_API_BASE": llm_api_base, "CORTEX_LLM_API_KEY": "sk-fuzz",
+                    **{f"CORTEX_MODEL_{tier}": "openai/scripted-model"
+                       for tier in ("SPEED", "NANO", "SONNET", "COMPLEX", "SEARCH")},
                     "CORTEX_ALLOW_PRIVATE_WEBHOOKS": "true",
                     "CORTEX_RATE_LIMIT_PER_MINUTE": "10000000", "CORTEX_LOG_LEVEL": "WARNING",
                     "CORTEX_MEMORY_EXTRACTION": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                     "HF_HUB_OFFLINE": "1"}
-        for name in ("REDIS_URL", "CORTEX_LLM_API_BASE", "CORTEX_MODEL_SPEED", "CORTEX_MODEL_NANO",
-                     "CORTEX_MODEL_SONNET", "CORTEX_MODEL_COMPLEX", "CORTEX_MODEL_SEARCH"):
-            self.env.pop(name, None)
+        self.env.pop("REDIS_URL", None)
         self.log = home / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -177,7 +180,7 @@ def seed(server: CortexServer) -> Seeds:
 URL_FIELDS = ("url", "webhook_url")
 # Operations whose body names a URL to reach or an embedding model.
 OUTBOUND_OPERATIONS = "^/v1/(knowledge|actions)"
-# Embedding models whose calls stay on this machine: local, or OpenAI-compatible at the closed port.
+# Embedding models whose calls stay on this machine: local, or OpenAI-compatible at the scripted server.
 LOCAL_EMBEDDING_MODELS = ("minilm", "openai")
 
 
@@ -298,7 +301,8 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
     own_home = home is None
     folder = Path(tempfile.mkdtemp(prefix="cortex-fuzz-")) if home is None else home
     folder.mkdir(parents=True, exist_ok=True)
-    server = CortexServer(database_url, folder).start()
+    llm = ScriptedLLM().start()
+    server = CortexServer(database_url, folder, llm.api_base).start()
     try:
         seeds = seed(server)
         config = write_config(seeds, folder)
@@ -310,6 +314,7 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
         ]
     finally:
         server.stop()
+        llm.stop()
     leaked = [url for run in runs for url in outbound_urls(folder / f"{run.label}.ndjson", server.closed_url)]
     summary = {
         "max_examples_per_operation": max_examples, "seed": seed_value,
