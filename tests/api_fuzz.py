@@ -229,7 +229,8 @@ def run_schemathesis(server: CortexServer, config: Path, *, label: str, token: s
                "--report", "ndjson", "--report-ndjson-path", str(report), "--warnings", "off"]
     for path in EXCLUDED_PATHS:
         command += ["--exclude-path", path]
-    result = subprocess.run(command, capture_output=True, text=True, env=server.env, timeout=7200)
+    result = subprocess.run(command, capture_output=True, text=True, env=server.env, timeout=7200,
+                            cwd=report_dir)  # schemathesis keeps its cache in the working folder
     cases, server_errors = _count(report)
     return RunResult(label, result.returncode, cases, server_errors, (result.stdout + result.stderr)[-6000:])
 
