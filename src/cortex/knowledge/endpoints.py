@@ -4,6 +4,7 @@ re-embedding, retry), search and background jobs."""
 from __future__ import annotations
 
 import uuid
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
@@ -153,7 +154,7 @@ async def upload_file(source_id: uuid.UUID, principal: KnowledgeAuth, runtime: R
     path = await save_upload(runtime.settings, principal.company_id, file)
     result = await component.ingest_path(company_id=principal.company_id, source=source, path=path,
                                          user_id=user_id, embedding_model=embedding_model, run_async=run_async,
-                                         display_name=file.filename or path.name)
+                                         display_name=PurePath(file.filename).name if file.filename else path.name)
     return _ingest_response(source_id, result)
 
 

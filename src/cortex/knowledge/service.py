@@ -69,6 +69,10 @@ Digest = Callable[[], Awaitable[tuple[str, Any]]]
 ToDocuments = Callable[[Any], Awaitable[list[SourceDocument]]]
 
 
+# A document's name is its file name (or, from the command line, its path inside the folder ingested).
+_MAX_NAME = 1_000
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -195,7 +199,7 @@ class KnowledgeComponent:
         if size > settings.ingest_max_file_bytes:
             raise InvalidInput("file_path", f"the file is larger than {settings.ingest_max_file_bytes} bytes")
         background = run_async if run_async is not None else size > settings.ingest_sync_max_bytes
-        name = PurePath(display_name).name if display_name else path.name
+        name = (display_name or path.name)[:_MAX_NAME]
         recorded = await asyncio.to_thread(self._recorded_path, path)
         params = {"file": name, "model": model, "path": recorded}
         document_id = await claim_document(self.runtime, company_id=company_id, source_id=source.id, kind="file",
