@@ -362,7 +362,8 @@ async def test_cli_ingest_with_progress(client: httpx.AsyncClient, tenant: Tenan
     (folder / "nested" / "tool.exe").write_bytes(b"MZ")  # skipped: not a supported type
 
     def cli(source_id: str, *paths: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cortex.cli", "ingest", *map(str, paths), "--source-id", source_id],
+        command = [sys.executable, "-m", "cortex.cli", "ingest", *map(str, paths), "--source-id", source_id]
+        return subprocess.run(command,
                               env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, text=True,
                               timeout=300)
 
