@@ -192,9 +192,12 @@ async def test_reembed_switches_models_without_mixed_results(
     for i in range(3):
         paragraphs += [("Heading1", f"Topic {i}"), (None, f"Note {i}: the kettle warranty covers part {i}.")]
     await ingest_file(client, tenant, source["id"], upload(runtime, "sheet.docx", docx_bytes(paragraphs)))
+    # A second document of the source: re-embedding covers every document.
+    await ingest_file(client, tenant, source["id"], upload(runtime, "care.md", b"# Care\n\nDescale the kettle."))
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     old = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty", top_k=50,
                                                 mode="dense")}
+    assert len({h["document_name"] for h in await search(client, tenant, agent["id"], "kettle", top_k=50)}) == 2
     openai_embeddings.embedding_delay_seconds = 0.3
     reembed = asyncio.create_task(client.post("/v1/knowledge/reembed", headers=tenant.headers,
                                               json={"source_id": source["id"], "embedding_model": "openai"}))
@@ -217,6 +220,8 @@ async def test_reembed_switches_models_without_mixed_results(
         models = set((await session.scalars(select(KnowledgeChunk.embedding_model).where(
             KnowledgeChunk.source_id == uuid.UUID(source["id"])))).all())
     assert source_row is not None and source_row.embedding_model == "openai" and models == {"openai"}
+    documents = (await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)).json()
+    assert [(d["embedding_model"], d["status"]) for d in documents["items"]] == [("openai", "ready")] * 2
     # A failed re-embed leaves the source on its current model and chunks.
     openai_embeddings.embedding_delay_seconds, openai_embeddings.embedding_status = 0.0, 500
     failed = await client.post("/v1/knowledge/reembed", headers=tenant.headers,

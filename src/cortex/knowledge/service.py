@@ -393,8 +393,9 @@ class KnowledgeComponent:
             raise InvalidInput("job", f"a {job.kind} job without what it needs to run again")
         try:
             return await self._recorded_work(job.company_id, source, document, params, job.created_by)
-        except Conflict as exc:
-            raise NotFound(exc.detail) from exc
+        except CortexError as exc:
+            await fail_document(self.runtime, document.id, f"cannot be resumed: {exc.detail}")
+            raise
 
     async def _job_document(self, job: ClaimedJob, source: KnowledgeSource,
                             params: dict[str, Any]) -> KnowledgeDocument | None:
