@@ -4,6 +4,7 @@ same bytes change nothing; one document is deleted or retried alone; another com
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from cortex.db.models import Agent, KnowledgeChunk, KnowledgeChunkSet
 from cortex.kit.runtime import Runtime
 from tests.knowledge.documents import docx_bytes, pdf_bytes
 from tests.knowledge.test_ingestion import ingest_file, make_source, search, upload
+from tests.knowledge.test_sources_and_search import openai_embeddings  # noqa: F401 (a fixture)
 from tests.scripted_llm import ScriptedLLM
 from tests.support import Tenant, chat, create_agent
 
@@ -143,6 +145,13 @@ async def test_a_docx_a_pdf_and_a_page_live_in_one_source_and_are_cited(
         assert citation["document_id"] == ids[citation["document_name"]] and citation["source_id"] == source["id"]
     hits = {h["chunk_id"] for h in await search(client, tenant, agent["id"], message, top_k=5)}
     assert {c["chunk_id"] for c in citations} <= hits
+
+    # A prompt template may place the passages itself, each with its document's name.
+    templated = await create_agent(client, tenant, knowledge_source_ids=[source["id"]], system_prompt=(
+        "Sources:{% for k in knowledge %}\n- {{ k.document_name }}: {{ k.text }}{% endfor %}"))
+    response = await chat(client, tenant, templated["id"], "how long is the blender warranty")
+    assert response.status_code == 200, response.text
+    assert "- warranty.pdf: " in llm.requests[-1]["messages"][0]["content"]
 
     # A cache hit sends no prompt: it cites nothing.
     warmed = await client.post("/v1/cache/warm", headers=tenant.headers, json={
@@ -290,3 +299,27 @@ async def test_another_companys_documents_are_not_found(client: httpx.AsyncClien
     foreign_agent = await create_agent(client, other_tenant)
     hits = await search(client, other_tenant, foreign_agent["id"], "where do kettle orders ship from")
     assert hits == []
+
+
+@pytest.mark.usefixtures("openai_embeddings")
+async def test_a_replaced_documents_old_chunks_stay_searchable_until_the_new_ones_are_ready(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm_server: ScriptedLLM) -> None:
+    source = await make_source(client, tenant, embedding_model="openai")
+    care = await ingest_file(client, tenant, source["id"], upload(runtime, "care.md", b"# Care\n\nDescale monthly."))
+    old = await ingest_file(client, tenant, source["id"], upload(runtime, "hours.md", b"# Hours\n\nOpen at 08:30."))
+    agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
+    llm_server.embedding_delay_seconds = 0.3  # each batch of the new version takes a while to embed
+    replacing = asyncio.create_task(ingest_file(client, tenant, source["id"],
+                                                upload(runtime, "hours.md", b"# Hours\n\nOpen at 09:15.")))
+    seen: list[set[str]] = []
+    while not replacing.done():
+        hits = await search(client, tenant, agent["id"], "open descale", top_k=10, mode="lexical")
+        seen.append({h["text"] for h in hits})
+        await asyncio.sleep(0.02)
+    response = await replacing
+    assert response.json()["status"] == "completed" and response.json()["document_id"] == old.json()["document_id"]
+    assert seen and all("Descale monthly." in texts for texts in seen)  # the other document, throughout
+    assert all(("Open at 08:30." in texts) != ("Open at 09:15." in texts) for texts in seen)  # old or new
+    assert any("Open at 08:30." in texts for texts in seen)  # the old one while the new one was embedded
+    texts = {h["text"] for h in await search(client, tenant, agent["id"], "open descale", mode="lexical")}
+    assert texts == {"Descale monthly.", "Open at 09:15."} and care.json()["status"] == "completed"

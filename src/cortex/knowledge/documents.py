@@ -91,6 +91,8 @@ async def delete_document(session: AsyncSession, cache: AgentConfigCache, compan
     """Removes the document and its chunks only (its chunk sets cascade); linked agents see it at once."""
     document = await get_document(session, company_id, document_id)
     source_id = document.source_id
+    # The source row first, as a swap of its documents takes it (cortex.knowledge.ingestion).
+    await session.execute(select(KnowledgeSource.id).where(KnowledgeSource.id == source_id).with_for_update())
     await session.delete(document)
     await session.flush()
     live = await session.scalar(select(KnowledgeChunkSet.id).where(

@@ -120,6 +120,8 @@ async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
             document = await session.scalar(select(KnowledgeDocument).where(
                 KnowledgeDocument.id == item.document_id).with_for_update())
             if document is None:
+                if only_if_current:  # deleted during a re-embed: its new set went with it
+                    continue
                 raise IngestionFailed("the document was deleted during ingestion")
             if only_if_current:
                 live = await session.scalar(select(KnowledgeChunkSet.id).where(
@@ -159,12 +161,14 @@ async def _discard(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID
 async def _new_set(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, document_id: uuid.UUID,
                    spec: EmbeddingModelSpec, created_by: str | None) -> uuid.UUID:
     async with runtime.database.session() as session:
+        # The source row first, as every swap locks it: the new set's foreign key then locks the document
+        # only once no swap of this source can be waiting for that document.
+        await session.execute(update(KnowledgeSource).where(KnowledgeSource.id == source_id)
+                              .values(status="ingesting"))
         chunk_set = KnowledgeChunkSet(company_id=company_id, source_id=source_id, document_id=document_id,
                                       embedding_model=spec.name, dimensions=spec.dimensions, status="building",
                                       created_by=created_by)
         session.add(chunk_set)
-        await session.execute(update(KnowledgeSource).where(KnowledgeSource.id == source_id)
-                              .values(status="ingesting"))
         await session.flush()
         return chunk_set.id
 
