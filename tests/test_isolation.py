@@ -19,8 +19,8 @@ async def test_companies_are_invisible_to_each_other(client: httpx.AsyncClient, 
     key = (await client.post("/v1/keys", json={"name": "k"}, headers=mine)).json()
 
     for path in (f"/v1/agents/{agent['id']}", f"/v1/agents/{agent['id']}/config", f"/v1/actions/{action['id']}",
-                 f"/v1/knowledge/sources/{source['id']}", f"/v1/customers/{customer['id']}",
-                 "/v1/customers/shared-id"):
+                 f"/v1/knowledge/sources/{source['id']}", f"/v1/knowledge/sources/{source['id']}/documents",
+                 f"/v1/customers/{customer['id']}", "/v1/customers/shared-id"):
         assert (await client.get(path, headers=theirs)).status_code == 404, path
         assert (await client.delete(path, headers=theirs)).status_code in (404, 405), path
     for path, body in ((f"/v1/agents/{agent['id']}", {"name": "stolen"}),
