@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from cortex.db.models import Agent, KnowledgeChunk, KnowledgeChunkSet
 from cortex.kit.runtime import Runtime
+from cortex.knowledge.retrieval import SetTermStats, TermStatsCache
 from tests.knowledge.documents import docx_bytes, pdf_bytes
 from tests.knowledge.test_ingestion import ingest_file, make_source, search, upload
 from tests.knowledge.test_sources_and_search import openai_embeddings  # noqa: F401 (a fixture)
@@ -325,3 +326,22 @@ async def test_a_replaced_documents_old_chunks_stay_searchable_until_the_new_one
     assert any("Open at 08:30." in texts for texts in seen)  # the old one while the new one was embedded
     texts = {h["text"] for h in await search(client, tenant, agent["id"], "open descale", mode="lexical")}
     assert texts == {"Descale monthly.", "Open at 09:15."} and care.json()["status"] == "completed"
+
+
+async def test_term_statistics_are_kept_for_every_document_of_a_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source has a chunk set per document: the cache is bounded by lexemes held, not by a count of sets
+    (dozens of documents must not reload their statistics on every search)."""
+    loads: list[uuid.UUID] = []
+
+    async def load(session: Any, set_id: uuid.UUID) -> SetTermStats:
+        loads.append(set_id)
+        return SetTermStats(1, {"english": {f"w{i}": 1 for i in range(10)}, "simple": {}})
+
+    monkeypatch.setattr(TermStatsCache, "_load", staticmethod(load))
+    cache = TermStatsCache(max_lexemes=1_000)
+    documents = [uuid.uuid4() for _ in range(60)]
+    assert len(await cache.get(None, documents)) == 60  # type: ignore[arg-type]
+    await cache.get(None, documents)  # type: ignore[arg-type]
+    assert len(loads) == 60  # each set's statistics read once
+    await cache.get(None, [uuid.uuid4() for _ in range(100)])  # type: ignore[arg-type]
+    assert len(cache._sets) == 100 and cache._held == 1_000  # the oldest sets made room

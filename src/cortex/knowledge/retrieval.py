@@ -369,12 +369,18 @@ class SetTermStats:
 
 class TermStatsCache:
     """Document frequencies per chunk set, read once with ts_stat and kept: a chunk set never changes
-    after it is written (re-ingestion writes a new set), so its statistics never go stale. Bounded LRU."""
+    after it is written (re-ingestion writes a new set), so its statistics never go stale. LRU, bounded by
+    the lexemes held rather than by sets: a source has a set per document, and a search reads them all."""
 
-    def __init__(self, max_sets: int = 32) -> None:
-        self.max_sets = max_sets
+    def __init__(self, max_lexemes: int = 2_000_000) -> None:
+        self.max_lexemes = max_lexemes
         self._sets: OrderedDict[uuid.UUID, SetTermStats] = OrderedDict()
+        self._held = 0
         self._lock = asyncio.Lock()
+
+    @staticmethod
+    def _size(stats: SetTermStats) -> int:
+        return sum(len(lexemes) for lexemes in stats.df.values())
 
     async def get(self, session: AsyncSession, set_ids: list[uuid.UUID]) -> list[SetTermStats]:
         found = []
@@ -382,10 +388,18 @@ class TermStatsCache:
             stats = self._sets.get(set_id)
             if stats is None:
                 async with self._lock:  # concurrent first queries read a set's statistics once
-                    stats = self._sets.get(set_id) or await self._load(session, set_id)
-                    self._sets[set_id] = stats
-                    while len(self._sets) > self.max_sets:
-                        self._sets.popitem(last=False)
+                    stats = self._sets.get(set_id)
+                    if stats is None:
+                        stats = await self._load(session, set_id)
+                        self._sets[set_id] = stats
+                        self._held += self._size(stats)
+                    # The sets of this search stay (it needs them all); older ones go first.
+                    while self._held > self.max_lexemes and len(self._sets) > 1:
+                        oldest, evicted = next(iter(self._sets.items()))
+                        if oldest in set_ids:
+                            break
+                        del self._sets[oldest]
+                        self._held -= self._size(evicted)
             else:
                 self._sets.move_to_end(set_id)
             found.append(stats)
