@@ -22,7 +22,7 @@ from tests.knowledge.documents import docx_bytes, pdf_bytes
 from tests.knowledge.test_ingestion import ingest_file, make_source, search, upload
 from tests.knowledge.test_sources_and_search import openai_embeddings  # noqa: F401 (a fixture)
 from tests.scripted_llm import ScriptedLLM
-from tests.support import Tenant, chat, create_agent
+from tests.support import Tenant, chat, create_agent, make_key
 
 SHIPPING: list[tuple[str | None, str]] = [
     ("Heading1", "Shipping"), (None, "Orders of the Quasar kettle ship from Rotterdam within three business days.")]
@@ -296,6 +296,13 @@ async def test_another_companys_documents_are_not_found(client: httpx.AsyncClien
         response = await client.request(method, path, headers=other_tenant.headers)
         assert response.status_code == 404, (method, path, response.text)
         assert (await client.request(method, path)).status_code == 401
+    # A key without the `knowledge` scope is refused.
+    chat_only = {"Authorization": f"Bearer {await make_key(runtime, tenant.company_id, ['chat'])}"}
+    for method, path in [("GET", f"/v1/knowledge/documents/{document_id}"),
+                         ("DELETE", f"/v1/knowledge/documents/{document_id}"),
+                         ("POST", f"/v1/knowledge/documents/{document_id}/retry"),
+                         ("GET", f"/v1/knowledge/sources/{source['id']}/documents")]:
+        assert (await client.request(method, path, headers=chat_only)).status_code == 403, (method, path)
     assert await chunk_ids(runtime, document_id)  # nothing was deleted
     assert (await client.get(f"/v1/knowledge/documents/{document_id}", headers=tenant.headers)).status_code == 200
     # A foreign agent's search never reaches these documents either.
