@@ -352,3 +352,25 @@ async def test_term_statistics_are_kept_for_every_document_of_a_search(monkeypat
     assert len(loads) == 60  # each set's statistics read once
     await cache.get(None, [uuid.uuid4() for _ in range(100)])  # type: ignore[arg-type]
     assert len(cache._sets) == 100 and cache._held == 1_000  # the oldest sets made room
+
+
+@pytest.mark.usefixtures("openai_embeddings")
+async def test_the_agents_documents_are_one_document_retried_from_the_agent(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm_server: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant, faqs=[
+        {"question": "Can I pay with cash?", "answer": "Cash is accepted only in the Lisbon shop."}])
+    body = {"agent_id": agent["id"], "company_id": str(tenant.company_id), "user_id": "u-1",
+            "embedding_model": "openai"}
+    llm_server.embedding_status = 500  # the provider is down
+    failed = await client.post("/v1/knowledge/ingest/documents", json=body, headers=tenant.headers)
+    assert failed.json()["status"] == "failed", failed.text
+    document_id = failed.json()["document_id"]
+    document = (await client.get(f"/v1/knowledge/documents/{document_id}", headers=tenant.headers)).json()
+    assert (document["kind"], document["name"], document["status"]) == ("documents", "agent documents", "failed")
+    llm_server.embedding_status = 200
+    retried = await client.post(f"/v1/knowledge/documents/{document_id}/retry", headers=tenant.headers)
+    assert retried.status_code == 200 and retried.json()["status"] == "completed", retried.text
+    hits = await search(client, tenant, agent["id"], "is cash accepted?", top_k=1, mode="lexical")
+    assert "Lisbon" in hits[0]["text"] and hits[0]["document_id"] == document_id
+    document = (await client.get(f"/v1/knowledge/documents/{document_id}", headers=tenant.headers)).json()
+    assert document["status"] == "ready" and document["embedding_model"] == "openai"
