@@ -374,3 +374,10 @@ async def test_the_agents_documents_are_one_document_retried_from_the_agent(
     assert "Lisbon" in hits[0]["text"] and hits[0]["document_id"] == document_id
     document = (await client.get(f"/v1/knowledge/documents/{document_id}", headers=tenant.headers)).json()
     assert document["status"] == "ready" and document["embedding_model"] == "openai"
+    # The agent's FAQs removed: its document goes, with its chunks.
+    assert (await client.patch(f"/v1/agents/{agent['id']}", json={"faqs": []}, headers=tenant.headers)
+            ).status_code == 200
+    cleared = await client.post("/v1/knowledge/ingest/documents", json=body, headers=tenant.headers)
+    assert cleared.status_code == 200 and cleared.json()["document_id"] is None, cleared.text
+    assert (await client.get(f"/v1/knowledge/documents/{document_id}", headers=tenant.headers)).status_code == 404
+    assert await search(client, tenant, agent["id"], "is cash accepted?", mode="lexical") == []

@@ -156,7 +156,8 @@ class KnowledgeComponent:
             outcome = await work(quiet)
         except EXPECTED_FAILURES as exc:
             return Finished(None, str(exc), document_id)
-        return Finished(outcome, None, outcome.document_id if outcome else document_id)
+        # No outcome: the agent has no documents left, and its document is gone.
+        return Finished(outcome, None, outcome.document_id if outcome else None)
 
     def _document_work(self, company_id: uuid.UUID, source_id: uuid.UUID, document_id: uuid.UUID, model: str,
                        user_id: str | None, digest: Digest, to_documents: ToDocuments) -> Work:
