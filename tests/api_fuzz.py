@@ -136,8 +136,9 @@ def _seed_company(http: httpx.Client, key: str, company_id: str, seeds: Seeds, t
     source = _ok(http.post("/v1/knowledge/sources", headers=headers, json={"name": f"Fuzz source {tag}"}))
     seeds.add("source_id", source["id"])
     text = b"# Shipping\n\nStandard delivery takes 2 to 4 working days.\n\n# Returns\n\nReturns within 30 days.\n"
-    _ok(http.post(f"/v1/knowledge/sources/{source['id']}/files", headers=headers,
-                  files={"file": ("shipping.md", text, "text/markdown")}, data={"user_id": "fuzz"}))
+    uploaded = _ok(http.post(f"/v1/knowledge/sources/{source['id']}/files", headers=headers,
+                             files={"file": ("shipping.md", text, "text/markdown")}, data={"user_id": "fuzz"}))
+    seeds.add("document_id", uploaded["document_id"])
     job = _ok(http.post(f"/v1/knowledge/sources/{source['id']}/files", headers=headers,
                         files={"file": ("returns.md", text, "text/markdown")},
                         data={"user_id": "fuzz", "async": "true"}))

@@ -112,7 +112,8 @@ async def test_ingest_copies_the_file_into_the_companys_folder(client: httpx.Asy
            "CORTEX_UPLOAD_DIR": str(runtime.settings.resolved_upload_dir), "CORTEX_PRELOAD_EMBEDDINGS": "false"}
     result = _run(["ingest", str(local), "--source-id", source["id"]], env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["status"] == "completed"
+    [document] = json.loads(result.stdout)
+    assert document["status"] == "ready" and document["name"] == "runbook.md"
     folder = company_folder(runtime.settings, tenant.company_id)
     copies = [p for p in folder.iterdir() if p.name.endswith("-runbook.md")]
     assert len(copies) == 1 and copies[0].read_text() == local.read_text()

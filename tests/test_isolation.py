@@ -21,7 +21,7 @@ async def test_companies_are_invisible_to_each_other(client: httpx.AsyncClient, 
     deletable = (f"/v1/agents/{agent['id']}", f"/v1/actions/{action['id']}",
                  f"/v1/knowledge/sources/{source['id']}", f"/v1/customers/{customer['id']}",
                  "/v1/customers/shared-id")
-    for path in (*deletable, f"/v1/agents/{agent['id']}/config"):
+    for path in (*deletable, f"/v1/agents/{agent['id']}/config", f"/v1/knowledge/sources/{source['id']}/documents"):
         assert (await client.get(path, headers=theirs)).status_code == 404, path
     # Each of these routes exists (a 405 would prove nothing): another company's id is unknown.
     for path in deletable:

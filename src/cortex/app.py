@@ -27,7 +27,7 @@ from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.kit.text_guard import TextGuardMiddleware
-from cortex.knowledge.endpoints import jobs_router, knowledge_router, sources_router
+from cortex.knowledge.endpoints import documents_router, jobs_router, knowledge_router, sources_router
 from cortex.knowledge.service import KnowledgeComponent, knowledge_component
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.memory.component import MemoryComponent
@@ -53,6 +53,7 @@ ROUTERS = [
     actions_router,
     sources_router,
     knowledge_router,
+    documents_router,
     jobs_router,
     customers_router,
     chat_router,

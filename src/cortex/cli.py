@@ -184,51 +184,87 @@ def users_create(company: Annotated[str, typer.Option(help="Company name (create
         raise typer.Exit(1) from exc
 
 
+def _ingest_files(paths: list[Path]) -> list[tuple[Path, str]]:
+    """The files to ingest, each with its document name: a folder's supported files, recursively (named by
+    their path inside it), and the files given (named by their file name)."""
+    from cortex.knowledge.convert import SUPPORTED_EXTENSIONS
+
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if file.suffix.lower() in SUPPORTED_EXTENSIONS:
+                    found.append((file, file.relative_to(path).as_posix()))
+        elif path.suffix.lower() in SUPPORTED_EXTENSIONS:
+            found.append((path, path.name))
+        else:
+            err.print(f"[red]unsupported file type:[/] {path} (one of {', '.join(sorted(SUPPORTED_EXTENSIONS))})")
+            raise typer.Exit(2)
+    return found
+
+
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to ingest.")],
+    paths: Annotated[list[Path], typer.Argument(exists=True, readable=True,
+                                                help="Files or folders (recursively, supported files only).")],
     source_id: Annotated[uuid.UUID, typer.Option("--source-id", help="Knowledge source to fill.")],
     embedding_model: Annotated[str | None, typer.Option(help="minilm, bge-m3, openai or cohere.")] = None,
-    user_id: Annotated[str | None, typer.Option(help="Recorded on the job as its author.")] = None,
+    user_id: Annotated[str | None, typer.Option(help="Recorded on the jobs as their author.")] = None,
 ) -> None:
-    """Ingest a file into a knowledge source (replacing its chunks), with a progress bar; the job is
-    recorded like an API job (GET /v1/jobs/{job_id}). The file may lie anywhere this user can read: it
-    is copied into the company's upload folder first. Prints the result as JSON."""
+    """Ingest files into a knowledge source, one document each (a file of a name the source already holds
+    replaces that document only; the same bytes are left unchanged), with one progress bar over all files.
+    A file may lie anywhere this user can read: it is copied into the company's upload folder first, so any
+    worker can resume its job. Each file runs as a job recorded like an API job (GET /v1/jobs/{job_id}).
+    Prints the documents as JSON."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cortex.app import build_runtime, close_runtime
     from cortex.kit.errors import CortexError
-    from cortex.knowledge import jobs
+    from cortex.knowledge import documents, jobs
     from cortex.knowledge.service import Accepted, KnowledgeComponent
     from cortex.knowledge.uploads import copy_local_file
     from cortex.pipeline.ports import KNOWLEDGE
 
-    async def run() -> dict[str, Any]:
+    files = _ingest_files(paths)
+    if not files:
+        err.print("[red]no supported files to ingest[/]")
+        raise typer.Exit(2)
+
+    async def run() -> list[dict[str, Any]]:
         runtime = await build_runtime(Settings())
         try:
             component = runtime.components[KNOWLEDGE]
             assert isinstance(component, KnowledgeComponent)
             source = await _find_source(runtime, source_id)
             company_id = source.company_id
-            copy = await asyncio.to_thread(copy_local_file, runtime.settings, company_id, path)
-            accepted = await component.ingest_path(
-                company_id=company_id, source=source, path=copy, user_id=user_id,
-                embedding_model=embedding_model, run_async=True, display_name=path.name)
-            assert isinstance(accepted, Accepted)
-            # The job runs in this process exactly as an API job would; the bar follows its record.
+            document_ids: list[uuid.UUID] = []
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TimeElapsedColumn(), console=err) as bar:
-                task = bar.add_task(f"ingesting {path.name}", total=100)
-                while True:
-                    job = await jobs.get_job(runtime, company_id, accepted.job_id)
-                    bar.update(task, completed=job.progress,
-                               description=f"{path.name}: {job.status}, {job.chunks_embedded} chunks embedded")
-                    if job.status in ("completed", "failed"):
-                        break
-                    await asyncio.sleep(0.2)
-            await component.jobs.wait_idle()
-            job = await jobs.get_job(runtime, company_id, accepted.job_id)
-            return job.model_dump(mode="json")
+                task = bar.add_task(f"ingesting {len(files)} files", total=100 * len(files))
+                for index, (file, name) in enumerate(files):
+                    counter = f"[{index + 1}/{len(files)}] {name}"
+                    bar.update(task, completed=100 * index, description=f"{counter}: queued")
+                    copy = await asyncio.to_thread(copy_local_file, runtime.settings, company_id, file)
+                    result = await component.ingest_path(
+                        company_id=company_id, source=source, path=copy, user_id=user_id,
+                        embedding_model=embedding_model, run_async=True, display_name=name)
+                    if result.document_id is not None:
+                        document_ids.append(result.document_id)
+                    if not isinstance(result, Accepted):  # unchanged: answered without a job
+                        bar.update(task, completed=100 * (index + 1), description=f"{counter}: {result.status}")
+                        continue
+                    # The job runs in this process exactly as an API job would; the bar follows its record.
+                    while True:
+                        job = await jobs.get_job(runtime, company_id, result.job_id)
+                        bar.update(task, completed=100 * index + job.progress,
+                                   description=f"{counter}: {job.status}, {job.chunks_embedded} chunks embedded")
+                        if job.status in ("completed", "failed"):
+                            break
+                        await asyncio.sleep(0.2)
+                    await component.jobs.wait_idle()
+            found = [documents.to_public(await documents.document_of(runtime, company_id, document_id))
+                     for document_id in document_ids]
+            return [document.model_dump(mode="json") for document in found]
         except CortexError as exc:
             err.print(f"[red]{exc.detail}[/]")
             raise typer.Exit(2) from exc
@@ -237,8 +273,10 @@ def ingest(
 
     result = asyncio.run(run())
     typer.echo(json.dumps(result))
-    if result["status"] != "completed":
-        err.print(f"[red]ingestion failed:[/] {result['error']}")
+    failed = [document for document in result if document["status"] != "ready"]
+    for document in failed:
+        err.print(f"[red]ingestion failed:[/] {document['name']}: {document['error']}")
+    if failed:
         raise typer.Exit(1)
 
 

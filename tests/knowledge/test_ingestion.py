@@ -65,7 +65,7 @@ async def test_pdf_and_docx_are_ingested_and_found(client: httpx.AsyncClient, te
     response = await ingest_file(client, tenant, pdf_source["id"], path)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"source_id", "status", "chunks_created", "chunks_embedded", "error"}
+    assert set(body) == {"source_id", "status", "chunks_created", "chunks_embedded", "error", "document_id"}
     assert body["status"] == "completed" and body["error"] is None
     assert body["chunks_created"] >= 1 and body["chunks_embedded"] == body["chunks_created"]
     path = upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS))
@@ -77,7 +77,9 @@ async def test_pdf_and_docx_are_ingested_and_found(client: httpx.AsyncClient, te
         hits = await search(client, tenant, agent["id"], "how long is the kettle warranty", mode=mode)
         assert hits, mode
         top = hits[0]
-        assert set(top) == {"chunk_id", "source_id", "text", "heading_path", "score"}
+        assert set(top) == {"chunk_id", "source_id", "text", "heading_path", "score", "document_id",
+                            "document_name"}
+        assert top["document_name"] == "sheet.docx"
         assert "two years" in top["text"] and top["heading_path"] == ["Warranty"], (mode, hits)
         assert top["source_id"] == docx_source["id"]
     hits = await search(client, tenant, agent["id"], "refund for the blender", top_k=1)
@@ -183,13 +185,16 @@ async def test_reingest_replaces_chunks_and_bumps_linked_agents(client: httpx.As
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     # Warm the config cache: the next read must see the new knowledge_version at once.
     await client.get(f"/v1/agents/{agent['id']}/config", headers=tenant.headers)
-    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "a.pdf", pdf_bytes(PDF_LINES)))
-    await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "b.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    first = await ingest_file(client, tenant, source["id"],
+                              upload(runtime, tenant, "a.docx", docx_bytes(DOCX_PARAGRAPHS[:2])))
+    second = await ingest_file(client, tenant, source["id"],
+                               upload(runtime, tenant, "a.docx", docx_bytes(DOCX_PARAGRAPHS)))
+    assert first.json()["document_id"] == second.json()["document_id"]  # the same name: the same document
     async with runtime.database.session() as session:
         chunks = (await session.scalars(select(KnowledgeChunk).where(
             KnowledgeChunk.source_id == uuid.UUID(source["id"])))).all()
         version = await session.scalar(select(Agent.knowledge_version).where(Agent.id == uuid.UUID(agent["id"])))
-    assert sorted(c.text[:12] for c in chunks) == ["Orders ship ", "The Quasar k"]  # no PDF leftovers
+    assert sorted(c.text[:12] for c in chunks) == ["Orders ship ", "The Quasar k"]  # no leftovers of the old one
     assert version == agent["knowledge_version"] + 2
     config = (await client.get(f"/v1/agents/{agent['id']}/config", headers=tenant.headers)).json()
     assert config["knowledge_version"] == version
@@ -213,14 +218,18 @@ async def test_async_ingestion_reports_through_jobs(client: httpx.AsyncClient, t
     assert job["source_id"] == source["id"] and job["kind"] == "file"
     assert (await client.get(f"/v1/jobs/{job_id}", headers=other_tenant.headers)).status_code == 404
     assert (await client.get(f"/v1/jobs/{uuid.uuid4()}", headers=tenant.headers)).status_code == 404
-    # Above the size limit a call becomes a job by default.
+    # Above the size limit a call becomes a job by default (new content; the same bytes need no job).
     saved = runtime.settings.ingest_sync_max_bytes
     runtime.settings.ingest_sync_max_bytes = 10
     try:
-        response = await ingest_file(client, tenant, source["id"], path)
+        same = await ingest_file(client, tenant, source["id"], path)
+        response = await ingest_file(client, tenant, source["id"],
+                                     upload(runtime, tenant, "sheet.docx", docx_bytes(DOCX_PARAGRAPHS[:2])))
     finally:
         runtime.settings.ingest_sync_max_bytes = saved
+    assert same.status_code == 200 and same.json()["status"] == "unchanged", same.text
     assert response.status_code == 202
+    assert response.json()["document_id"] == same.json()["document_id"]
     component = runtime.components[KNOWLEDGE]
     await component.jobs.wait_idle()
     failed = await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "x.pdf", b"nope"),

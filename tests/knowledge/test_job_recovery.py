@@ -71,6 +71,9 @@ async def test_a_dead_workers_file_job_is_resumed_by_another(client: httpx.Async
         live = await session.scalar(select(KnowledgeChunkSet.chunk_count).where(
             KnowledgeChunkSet.source_id == uuid.UUID(source["id"]), KnowledgeChunkSet.status == "active"))
     assert live == 2
+    # A job recorded before documents existed fills the source's document of its file name.
+    documents = (await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)).json()
+    assert [(d["name"], d["status"], d["chunk_count"]) for d in documents["items"]] == [("guide.docx", "ready", 2)]
     # A fresh job (its worker still beating) is nobody else's to take.
     fresh = KnowledgeComponent(runtime)
     async with runtime.database.session() as session:
@@ -111,6 +114,40 @@ async def test_jobs_that_cannot_run_again_fail_with_the_reason(client: httpx.Asy
     assert errors[missing].error == "cannot be resumed: the file gone.docx is no longer there"
     assert errors[elsewhere].error == "cannot be resumed: its file lies outside the company's upload folder"
     assert (errors[from_before].error or "").startswith("cannot be resumed: a file job without")
+    # The document a job was filling says so too (none is left queued or processing).
+    documents = (await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)).json()
+    assert {d["name"]: (d["status"], d["error"]) for d in documents["items"]} == {
+        "gone.docx": ("failed", "cannot be resumed: the file gone.docx is no longer there"),
+        "theirs.docx": ("failed", "cannot be resumed: its file lies outside the company's upload folder")}
+
+
+async def test_a_dead_workers_job_resumes_into_its_own_document(client: httpx.AsyncClient, tenant: Tenant,
+                                                                runtime: Runtime) -> None:
+    source = await make_source(client, tenant)
+    other = upload(runtime, tenant, "other.docx", docx_bytes(DOCX_PARAGRAPHS[:2]))
+    kept = await client.post("/v1/knowledge/ingest/file", headers=tenant.headers,
+                             json={"source_id": source["id"], "file_path": other, "user_id": "u-1"})
+    path = upload(runtime, tenant, "guide.docx", docx_bytes(DOCX_PARAGRAPHS))
+    accepted = await client.post("/v1/knowledge/ingest/file", headers=tenant.headers, json={
+        "source_id": source["id"], "file_path": path, "user_id": "u-1", "async": True})
+    document_id = accepted.json()["document_id"]
+    await runtime.components["knowledge"].jobs.wait_idle()
+    # As a worker killed mid-run leaves it: the job running under a dead lease, its document processing.
+    job_id = uuid.UUID(accepted.json()["job_id"])
+    async with runtime.database.session() as session:
+        await session.execute(update(KnowledgeJob).where(KnowledgeJob.id == job_id).values(
+            status="running", lease_owner=uuid.uuid4(), updated_at=datetime.now(UTC) - LONG_AGO))
+    worker = KnowledgeComponent(runtime)
+    try:
+        assert job_id in await worker.jobs.recover(worker.resume)
+        await worker.jobs.wait_idle()
+    finally:
+        await worker.aclose()
+    job = (await client.get(f"/v1/jobs/{job_id}", headers=tenant.headers)).json()
+    assert job["status"] == "completed" and job["document_id"] == document_id
+    documents = (await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)).json()
+    assert {d["id"]: d["status"] for d in documents["items"]} == {kept.json()["document_id"]: "ready",
+                                                                  document_id: "ready"}
 
 
 async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(tenant: Tenant, runtime: Runtime) -> None:

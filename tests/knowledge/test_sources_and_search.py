@@ -170,9 +170,10 @@ async def test_agent_documents_are_embedded_into_a_linked_source(client: httpx.A
     assert response.status_code == 200, response.text
     result = response.json()
     assert result == {"agent_id": agent["id"], "status": "completed", "documents_processed": 3,
-                      "chunks_created": 3, "chunks_embedded": 3, "error": None}
+                      "chunks_created": 3, "chunks_embedded": 3, "error": None, "document_id": result["document_id"]}
     again = await client.post("/v1/knowledge/ingest/documents", json=body, headers=tenant.headers)
-    assert again.json()["chunks_created"] == 3
+    assert again.json()["status"] == "unchanged" and again.json()["chunks_embedded"] == 0  # nothing re-embedded
+    assert again.json()["document_id"] == result["document_id"]
     refreshed = (await client.get(f"/v1/agents/{agent['id']}", headers=tenant.headers)).json()
     assert len(refreshed["knowledge_source_ids"]) == 1  # one documents source, reused
     hits = await search(client, tenant, agent["id"], "is cash accepted?", top_k=1)
@@ -194,9 +195,13 @@ async def test_reembed_switches_models_without_mixed_results(
     for i in range(3):
         paragraphs += [("Heading1", f"Topic {i}"), (None, f"Note {i}: the kettle warranty covers part {i}.")]
     await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "sheet.docx", docx_bytes(paragraphs)))
+    # A second document of the source: re-embedding covers every document.
+    await ingest_file(client, tenant, source["id"],
+                      upload(runtime, tenant, "care.md", b"# Care\n\nDescale the kettle."))
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]])
     old = {h["chunk_id"] for h in await search(client, tenant, agent["id"], "kettle warranty", top_k=50,
                                                 mode="dense")}
+    assert len({h["document_name"] for h in await search(client, tenant, agent["id"], "kettle", top_k=50)}) == 2
     openai_embeddings.embedding_delay_seconds = 0.3
     reembed = asyncio.create_task(client.post("/v1/knowledge/reembed", headers=tenant.headers,
                                               json={"source_id": source["id"], "embedding_model": "openai"}))
@@ -219,6 +224,8 @@ async def test_reembed_switches_models_without_mixed_results(
         models = set((await session.scalars(select(KnowledgeChunk.embedding_model).where(
             KnowledgeChunk.source_id == uuid.UUID(source["id"])))).all())
     assert source_row is not None and source_row.embedding_model == "openai" and models == {"openai"}
+    documents = (await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)).json()
+    assert [(d["embedding_model"], d["status"]) for d in documents["items"]] == [("openai", "ready")] * 2
     # A failed re-embed leaves the source on its current model and chunks.
     openai_embeddings.embedding_delay_seconds, openai_embeddings.embedding_status = 0.0, 500
     failed = await client.post("/v1/knowledge/reembed", headers=tenant.headers,
@@ -358,21 +365,36 @@ async def test_cli_ingest_with_progress(client: httpx.AsyncClient, tenant: Tenan
     source = await make_source(client, tenant)
     document = tmp_path / "guide.docx"
     document.write_bytes(docx_bytes(DOCX_PARAGRAPHS))
+    folder = tmp_path / "manuals"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "hours.md").write_text("# Hours\n\nThe Orion desk opens at 07:45.")
+    (folder / "nested" / "returns.txt").write_text("Returns are accepted for 30 days.")
+    (folder / "nested" / "tool.exe").write_bytes(b"MZ")  # skipped: not a supported type
 
-    def cli(source_id: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cortex.cli", "ingest", str(document), "--source-id", source_id],
+    def cli(source_id: str, *paths: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "cortex.cli", "ingest", *map(str, paths), "--source-id", source_id]
+        return subprocess.run(command,
                               env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, text=True,
                               timeout=300)
 
-    result = await asyncio.to_thread(cli, source["id"])
+    result = await asyncio.to_thread(cli, source["id"], document, folder)
     assert result.returncode == 0, result.stderr
-    job = json.loads(result.stdout)
-    assert job["status"] == "completed" and job["progress"] == 100 and job["chunks_created"] == 2
-    assert "guide.docx" in result.stderr  # the progress bar
-    recorded = await client.get(f"/v1/jobs/{job['job_id']}", headers=tenant.headers)
-    assert recorded.status_code == 200 and recorded.json()["status"] == "completed"
-    missing = await asyncio.to_thread(cli, str(uuid.uuid4()))
+    printed = json.loads(result.stdout)
+    assert [d["name"] for d in printed] == ["guide.docx", "hours.md", "nested/returns.txt"]
+    assert all(d["status"] == "ready" and d["source_id"] == source["id"] for d in printed)
+    assert printed[0]["chunk_count"] == 2 and printed[0]["content_sha256"]
+    assert "[3/3] nested/returns.txt" in result.stderr  # the one progress bar, over all files
+    listed = await client.get(f"/v1/knowledge/sources/{source['id']}/documents", headers=tenant.headers)
+    assert listed.json()["total_count"] == 3
+    # Again: every document is recognised by its content, nothing re-embedded.
+    again = await asyncio.to_thread(cli, source["id"], folder)
+    assert again.returncode == 0, again.stderr
+    assert [d["id"] for d in json.loads(again.stdout)] == [d["id"] for d in printed[1:]]
+    assert "unchanged" in again.stderr
+    missing = await asyncio.to_thread(cli, str(uuid.uuid4()), document)
     assert missing.returncode == 2 and "no knowledge source" in missing.stderr
+    unsupported = await asyncio.to_thread(cli, source["id"], folder / "nested" / "tool.exe")
+    assert unsupported.returncode == 2 and "unsupported" in unsupported.stderr
 
 
 async def test_every_lexical_ranking_finds_english_and_arabic(client: httpx.AsyncClient, tenant: Tenant,

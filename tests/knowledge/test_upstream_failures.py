@@ -66,7 +66,8 @@ async def test_embedding_provider_failures_are_502_or_503_and_keep_the_chunks(
     failed = await ingest_file(client, tenant, source["id"], path)
     assert failed.status_code == 502, failed.text
     assert failed.json() == {"source_id": source["id"], "status": "failed", "chunks_created": 0,
-                             "chunks_embedded": 0, "error": "embedding model openai answered http 500"}
+                             "chunks_embedded": 0, "error": "embedding model openai answered http 500",
+                             "document_id": failed.json()["document_id"]}
 
     provider.embedding_status, provider.embedding_body = 200, {"data": None}
     nonsense = await ingest_file(client, tenant, source["id"], path)

@@ -37,7 +37,8 @@ async def test_text_reply_has_the_exact_contract_and_is_stored(client: httpx.Asy
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"reply", "model_used", "cached", "actions_executed", "latency_ms", "tokens",
-                         "context_tokens", "step_timings"}
+                         "context_tokens", "step_timings", "citations"}
+    assert body["citations"] == []  # the agent has no knowledge source
     assert body["reply"] == "We open at nine." and body["model_used"] == SCRIPTED_MODEL
     assert body["cached"] is False and body["actions_executed"] == []
     assert body["tokens"] == {"input": 120, "output": 6, "cost_usd": 0.0}

@@ -27,7 +27,7 @@ VARIABLES: dict[str, str] = {
     "customer": "the customer's profile: customer_id, first_name, last_name, email, organization, "
                 "metadata, segments",
     "facts": "recalled facts: a list of {fact, category, confidence}",
-    "knowledge": "retrieved passages: a list of {text, heading_path, source_id, score}",
+    "knowledge": "retrieved passages: a list of {text, heading_path, source_id, score, document_name}",
     "faqs": "the FAQs kept for this message: a list of {question, answer}",
     "scenarios": "the scenarios kept for this message: a list of {scenario (its name), text}",
     "history": "earlier turns: a list of {role, content}",
@@ -46,7 +46,7 @@ _SAMPLE: dict[str, Any] = {
                  "email": "layla@example.com", "organization": None, "metadata": {}, "segments": []},
     "facts": [{"fact": "Prefers e-mail.", "category": "preference", "confidence": 0.9}],
     "knowledge": [{"text": "Delivery takes 2 to 4 days.", "heading_path": ["Shipping"], "source_id": "s",
-                  "score": 0.8}],
+                  "score": 0.8, "document_name": "shipping.pdf"}],
     "faqs": [{"question": "When do you open?", "answer": "At nine."}],
     "scenarios": [{"scenario": "refund", "text": "Offer a refund for damaged items."}],
     "history": [{"role": "customer", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}],

@@ -338,17 +338,44 @@ class SemanticCacheEntry(Base):
 
 # --- knowledge (issue 4) -------------------------------------------------------------------------------
 
-class KnowledgeChunkSet(Base):
-    """One complete embedding of a source's chunks with one model. Readers follow the source's single
-    `active` set; an ingestion or re-embed builds a new set and swaps it in with one commit."""
+class KnowledgeDocument(TimestampMixin, Base):
+    """One file, one URL or an agent's structured documents inside a knowledge source. Ingesting the
+    same name (file name or URL) into the same source replaces this document's chunks only."""
 
-    __tablename__ = "knowledge_chunk_sets"
+    __tablename__ = "knowledge_documents"
     __table_args__ = (
-        Index("ux_knowledge_chunk_sets_active", "source_id", unique=True, postgresql_where=text("status = 'active'")),
+        # md5: a URL may be longer than a btree entry allows.
+        Index("ux_knowledge_documents_name", "source_id", "kind", text("md5(name)"), unique=True),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = _company_fk()
     source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # file | url | documents
+    name: Mapped[str] = mapped_column(Text)
+    # The hash and model of the content behind the live chunks (None: unknown, e.g. indexed before documents).
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    embedding_model: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | processing | ready | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What a retry re-runs from: the file's recorded path, the URL, the agent (never returned by the API).
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class KnowledgeChunkSet(Base):
+    """One complete embedding of a document's chunks with one model. Readers follow each document's
+    single `active` set; an ingestion or re-embed builds a new set and swaps it in with one commit."""
+
+    __tablename__ = "knowledge_chunk_sets"
+    __table_args__ = (
+        Index("ux_knowledge_chunk_sets_active", "document_id", unique=True,
+              postgresql_where=text("status = 'active'")),
+    )
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company_fk()
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("knowledge_documents.id", ondelete="CASCADE"),
+                                                   index=True)
     embedding_model: Mapped[str] = mapped_column(String(64))
     dimensions: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="building")  # building | active | failed

@@ -1,12 +1,13 @@
-"""Knowledge sources (CRUD), ingestion (files, uploads, pages, agent documents, re-embedding), search
-and background jobs."""
+"""Knowledge sources (CRUD), their documents, ingestion (files, uploads, pages, agent documents,
+re-embedding, retry), search and background jobs."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from cortex.agents.schemas import AgentConfig
@@ -14,9 +15,10 @@ from cortex.agents.service import build_config
 from cortex.auth.deps import KnowledgeAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
 from cortex.kit.pagination import Page, PageQuery
-from cortex.knowledge import jobs, sources
+from cortex.knowledge import documents, jobs, sources
 from cortex.knowledge.schemas import (
     DocumentsIngestResult,
+    DocumentStatus,
     EmbeddingModelName,
     IngestDocumentsRequest,
     IngestFileRequest,
@@ -24,11 +26,13 @@ from cortex.knowledge.schemas import (
     IngestUrlRequest,
     JobAccepted,
     JobPublic,
+    KnowledgeDocumentPublic,
     KnowledgeSourceCreate,
     KnowledgeSourcePublic,
     KnowledgeSourceUpdate,
     ReembedRequest,
     ReembedResult,
+    RetryRequest,
     SearchHit,
     SearchRequest,
     SearchResults,
@@ -38,6 +42,7 @@ from cortex.knowledge.uploads import save_upload
 
 sources_router = APIRouter(prefix="/v1/knowledge/sources", tags=["knowledge"])
 knowledge_router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
+documents_router = APIRouter(prefix="/v1/knowledge/documents", tags=["knowledge"])
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["knowledge"])
 
 _FAILED: dict[int | str, dict[str, Any]] = {
@@ -82,11 +87,44 @@ async def delete_source(source_id: uuid.UUID, principal: KnowledgeAuth, session:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# --- documents ---------------------------------------------------------------------------------------
+
+@sources_router.get("/{source_id}/documents", response_model=Page[KnowledgeDocumentPublic])
+async def list_documents(source_id: uuid.UUID, principal: KnowledgeAuth, session: SessionDep, page: PageQuery,
+                         document_status: Annotated[DocumentStatus | None, Query(alias="status")] = None,
+                         ) -> Page[KnowledgeDocumentPublic]:
+    return await documents.list_documents(session, principal.company_id, source_id, page, document_status)
+
+
+@documents_router.get("/{document_id}", response_model=KnowledgeDocumentPublic)
+async def get_document(document_id: uuid.UUID, principal: KnowledgeAuth,
+                       session: SessionDep) -> KnowledgeDocumentPublic:
+    return documents.to_public(await documents.get_document(session, principal.company_id, document_id))
+
+
+@documents_router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(document_id: uuid.UUID, principal: KnowledgeAuth, session: SessionDep,
+                          runtime: RuntimeDep) -> Response:
+    await documents.delete_document(session, runtime.config_cache, principal.company_id, document_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@documents_router.post("/{document_id}/retry", response_model=IngestResult,
+                       responses={**_FAILED, 409: {"description": "The document has not failed, or its file is "
+                                                                  "no longer there."}})
+async def retry_document(document_id: uuid.UUID, principal: KnowledgeAuth, runtime: RuntimeDep,
+                         body: RetryRequest | None = None) -> JSONResponse:
+    result = await knowledge_component(runtime).retry_document(
+        company_id=principal.company_id, document_id=document_id, run_async=body.run_async if body else None)
+    document = await documents.document_of(runtime, principal.company_id, document_id)
+    return _ingest_response(document.source_id, result)
+
+
 # --- ingestion ---------------------------------------------------------------------------------------
 
 def _accepted(accepted: Accepted) -> JSONResponse:
     body = JobAccepted(job_id=accepted.job_id, status="queued", kind=accepted.kind, source_id=accepted.source_id,
-                       agent_id=accepted.agent_id)
+                       agent_id=accepted.agent_id, document_id=accepted.document_id)
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED,
                         headers={"Location": f"/v1/jobs/{accepted.job_id}"})
 
@@ -95,9 +133,10 @@ def _ingest_response(source_id: uuid.UUID, result: Accepted | Finished) -> JSONR
     if isinstance(result, Accepted):
         return _accepted(result)
     outcome = result.outcome
-    body = IngestResult(source_id=source_id, status="failed" if result.error else "completed",
+    body = IngestResult(source_id=source_id, status=result.status,
                         chunks_created=outcome.chunks_created if outcome else 0,
-                        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
+                        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error,
+                        document_id=result.document_id)
     return JSONResponse(body.model_dump(mode="json"), status_code=result.status_code)
 
 
@@ -121,7 +160,7 @@ async def upload_file(source_id: uuid.UUID, principal: KnowledgeAuth, runtime: R
     path = await save_upload(runtime.settings, principal.company_id, file)
     result = await component.ingest_path(company_id=principal.company_id, source=source, path=path,
                                          user_id=user_id, embedding_model=embedding_model, run_async=run_async,
-                                         display_name=file.filename or path.name)
+                                         display_name=PurePath(file.filename).name if file.filename else path.name)
     return _ingest_response(source_id, result)
 
 
@@ -144,10 +183,11 @@ async def ingest_documents(body: IngestDocumentsRequest, principal: KnowledgeAut
         return _accepted(result)
     outcome = result.outcome
     response = DocumentsIngestResult(
-        agent_id=body.agent_id, status="failed" if result.error else "completed",
+        agent_id=body.agent_id, status=result.status,
         documents_processed=outcome.documents_processed if outcome else 0,
         chunks_created=outcome.chunks_created if outcome else 0,
-        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error)
+        chunks_embedded=outcome.chunks_embedded if outcome else 0, error=result.error,
+        document_id=result.document_id)
     return JSONResponse(response.model_dump(mode="json"), status_code=result.status_code)
 
 
@@ -187,7 +227,8 @@ async def search(body: SearchRequest, principal: KnowledgeAuth, runtime: Runtime
                                                  warnings=warnings)
         chunks = [c.public() for c in found]
     return SearchResults(results=[SearchHit(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text,
-                                            heading_path=c.heading_path, score=c.score) for c in chunks],
+                                            heading_path=c.heading_path, score=c.score, document_id=c.document_id,
+                                            document_name=c.document_name) for c in chunks],
                          warnings=warnings)
 
 

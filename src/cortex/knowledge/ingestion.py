@@ -1,10 +1,13 @@
-"""Ingestion: documents → chunks → embeddings → a new chunk set, swapped in atomically.
+"""Ingestion: documents → chunks → embeddings → a new chunk set per document, swapped in atomically.
 
-A source's chunks are replaced as a whole. The new set is built beside the live one (status
-`building`, invisible to readers) in batches, then one transaction retires and deletes the old set and
-activates the new one. Readers therefore see the old set or the new set, never a mix; a failure
-deletes the half-built set and leaves the old one live. The same path serves re-embedding with
-another model, so a source switches models only when the new embedding is complete.
+A knowledge source holds many documents, and each document has its own live chunk set: ingesting a
+document replaces that document's chunks and no other's. The new set is built beside the live one
+(status `building`, invisible to readers) in batches, then one transaction retires and deletes the
+document's old set and activates the new one. Readers therefore see the old set or the new set, never
+a mix; a failure deletes the half-built set and leaves the old one live. Content already live with the
+same model (same SHA-256) is recognised and not embedded again. Re-embedding builds a new set for
+every document of the source and swaps them all in one transaction, so a source switches models only
+when the new embedding is complete.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.agents import service as agents
-from cortex.db.models import KnowledgeChunk, KnowledgeChunkSet, KnowledgeSource
+from cortex.db.models import KnowledgeChunk, KnowledgeChunkSet, KnowledgeDocument, KnowledgeSource
 from cortex.embeddings.errors import EmbeddingFailed
 from cortex.embeddings.models import EmbeddingModelSpec
 from cortex.kit.runtime import Runtime
+from cortex.knowledge import documents as knowledge_documents
 from cortex.knowledge.chunking import Chunk, Chunker, SourceDocument
 
 logger = logging.getLogger(__name__)
@@ -36,7 +41,7 @@ STALE_BUILD = timedelta(hours=12)
 
 
 class IngestionFailed(Exception):
-    """Conversion, chunking or a local embedding model failed; the source's previous chunks are untouched.
+    """Conversion, chunking or a local embedding model failed; the document's previous chunks are untouched.
     A remote model's failure leaves as the EmbeddingFailed it raised (502/503: not the caller's fault).
     `status_code` is the answer's status: 500 unless a subclass says the input or the source is at fault."""
 
@@ -50,6 +55,8 @@ class NothingToIndex(IngestionFailed):
 
 
 class SourceGone(IngestionFailed):
+    """The source or the document was deleted while it was being indexed."""
+
     status_code = 409
 
 
@@ -66,11 +73,14 @@ ProgressCallback = Callable[[Progress], Awaitable[None]]
 @dataclass(frozen=True)
 class IngestOutcome:
     source_id: uuid.UUID
-    set_id: uuid.UUID
+    set_id: uuid.UUID | None
     embedding_model: str
     documents_processed: int
     chunks_created: int
     chunks_embedded: int
+    document_id: uuid.UUID | None = None
+    # The document already held this content with this model: nothing was embedded.
+    unchanged: bool = False
 
 
 def chunker_for(runtime: Runtime) -> Chunker:
@@ -100,53 +110,89 @@ async def _store_batch(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.
         await session.execute(_INSERT, rows)
 
 
-async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_id: uuid.UUID,
-                    model: str, chunk_count: int) -> None:
+@dataclass(frozen=True)
+class _Built:
+    document_id: uuid.UUID
+    set_id: uuid.UUID
+    chunk_count: int
+    # The live set this one replaces (re-embedding swaps only when it is still the live one).
+    replaces: uuid.UUID | None = None
+
+
+async def _lock_source(session: AsyncSession, company_id: uuid.UUID, source_id: uuid.UUID) -> KnowledgeSource:
+    """The source row lock serialises every swap of the source's documents (always taken first)."""
+    source = await session.scalar(select(KnowledgeSource).where(
+        KnowledgeSource.id == source_id, KnowledgeSource.company_id == company_id).with_for_update())
+    if source is None:
+        raise SourceGone("the knowledge source was deleted during ingestion")
+    return source
+
+
+async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, built: Sequence[_Built],
+                    model: str, content_sha256: str | None = None, *, only_if_current: bool = False) -> None:
+    """One transaction: each built set replaces its document's live set; the other documents are untouched."""
     async with runtime.database.session() as session:
-        # The source row lock serialises concurrent swaps of one source.
-        source = await session.scalar(select(KnowledgeSource).where(
-            KnowledgeSource.id == source_id, KnowledgeSource.company_id == company_id).with_for_update())
-        if source is None:
-            raise SourceGone("the knowledge source was deleted during ingestion")
-        await session.execute(delete(KnowledgeChunkSet).where(
-            KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.id != set_id,
-            KnowledgeChunkSet.status == "active"))
+        source = await _lock_source(session, company_id, source_id)
+        for item in built:
+            document = await session.scalar(select(KnowledgeDocument).where(
+                KnowledgeDocument.id == item.document_id).with_for_update())
+            if document is None:
+                if only_if_current:  # deleted during a re-embed: its new set went with it
+                    continue
+                raise SourceGone("the document was deleted during ingestion")
+            if only_if_current:
+                live = await session.scalar(select(KnowledgeChunkSet.id).where(
+                    KnowledgeChunkSet.document_id == item.document_id, KnowledgeChunkSet.status == "active"))
+                if live != item.replaces:  # re-ingested meanwhile: that newer content stays
+                    await session.execute(delete(KnowledgeChunkSet).where(KnowledgeChunkSet.id == item.set_id))
+                    continue
+            await session.execute(delete(KnowledgeChunkSet).where(
+                KnowledgeChunkSet.document_id == item.document_id, KnowledgeChunkSet.id != item.set_id,
+                KnowledgeChunkSet.status == "active"))
+            await session.execute(update(KnowledgeChunkSet).where(KnowledgeChunkSet.id == item.set_id).values(
+                status="active", chunk_count=item.chunk_count, activated_at=datetime.now(UTC)))
+            document.status, document.error = "ready", None
+            document.chunk_count, document.embedding_model = item.chunk_count, model
+            if content_sha256 is not None:
+                document.content_sha256 = content_sha256
         # Sets left half-built by a worker that died mid-ingestion.
         await session.execute(delete(KnowledgeChunkSet).where(
             KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.status == "building",
             KnowledgeChunkSet.created_at < datetime.now(UTC) - STALE_BUILD))
-        await session.execute(update(KnowledgeChunkSet).where(KnowledgeChunkSet.id == set_id).values(
-            status="active", chunk_count=chunk_count, activated_at=datetime.now(UTC)))
         source.status = "ready"
         source.embedding_model = model
         linked = await agents.agents_linked_to(session, company_id, source_id=source_id)
         await agents.bump_versions(session, runtime.config_cache, company_id, linked, knowledge=True)
 
 
-async def _discard(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_id: uuid.UUID) -> None:
+async def _discard(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_ids: list[uuid.UUID]) -> None:
     async with runtime.database.session() as session:
-        await session.execute(delete(KnowledgeChunkSet).where(KnowledgeChunkSet.id == set_id))
+        await session.execute(delete(KnowledgeChunkSet).where(KnowledgeChunkSet.id.in_(set_ids)))
         live = await session.scalar(select(KnowledgeChunkSet.id).where(
-            KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.status == "active"))
+            KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.status == "active").limit(1))
         await session.execute(update(KnowledgeSource).where(
             KnowledgeSource.id == source_id, KnowledgeSource.company_id == company_id).values(
             status="ready" if live else "failed"))
 
 
-async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UUID, chunks: list[Chunk],
-                          spec: EmbeddingModelSpec, created_by: str | None = None,
-                          progress: ProgressCallback | None = None, documents: int = 0) -> IngestOutcome:
-    """Embed `chunks` with `spec`'s model into a new set and make it the source's live set."""
-    if not chunks:
-        raise NothingToIndex("the input holds no text to index")
+async def _new_set(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, document_id: uuid.UUID,
+                   spec: EmbeddingModelSpec, created_by: str | None) -> uuid.UUID:
     async with runtime.database.session() as session:
-        chunk_set = KnowledgeChunkSet(company_id=company_id, source_id=source_id, embedding_model=spec.name,
-                                      dimensions=spec.dimensions, status="building", created_by=created_by)
-        session.add(chunk_set)
+        # The source row first, as every swap locks it: the new set's foreign key then locks the document
+        # only once no swap of this source can be waiting for that document.
         await session.execute(update(KnowledgeSource).where(KnowledgeSource.id == source_id)
                               .values(status="ingesting"))
+        chunk_set = KnowledgeChunkSet(company_id=company_id, source_id=source_id, document_id=document_id,
+                                      embedding_model=spec.name, dimensions=spec.dimensions, status="building",
+                                      created_by=created_by)
+        session.add(chunk_set)
         await session.flush()
-        set_id = chunk_set.id
+        return chunk_set.id
+
+
+async def _embed_into(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_id: uuid.UUID,
+                      chunks: list[Chunk], spec: EmbeddingModelSpec, report: Callable[[int], Awaitable[None]]) -> int:
+    """Embed and store `chunks` into the building set; the count embedded."""
     groups = [chunks[i:i + EMBED_GROUP] for i in range(0, len(chunks), EMBED_GROUP)]
     embedded = 0
     # Pipelined: the embedder (its own thread) works on group i+1 while group i is written.
@@ -162,31 +208,97 @@ async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id:
                                       f"expected ({len(group)}, {spec.dimensions})")
             await _store_batch(runtime, company_id, source_id, set_id, spec.name, group, vectors)
             embedded += len(group)
-            if progress is not None:
-                await progress(Progress("embedding", embedded, len(chunks)))
-        await _activate(runtime, company_id, source_id, set_id, spec.name, len(chunks))
-    except BaseException as exc:
+            await report(len(group))
+    finally:
         if not pending.done():
             pending.cancel()
-        await asyncio.shield(_discard(runtime, company_id, source_id, set_id))
+    return embedded
+
+
+async def _guarded(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_ids: list[uuid.UUID],
+                   work: Awaitable[IngestOutcome]) -> IngestOutcome:
+    """Run `work`; on any failure delete the sets it was building (the live ones stay) and say why."""
+    try:
+        return await work
+    except BaseException as exc:
+        await asyncio.shield(_discard(runtime, company_id, source_id, set_ids))
         if isinstance(exc, IngestionFailed | EmbeddingFailed | asyncio.CancelledError):
             raise
         if isinstance(exc, Exception):
             logger.warning("embedding failed", extra={"source_id": str(source_id), "error": type(exc).__name__})
             raise IngestionFailed(f"embedding failed: {type(exc).__name__}: {exc}") from exc
         raise
-    runtime.telemetry.metrics.record_ingested_chunks(embedded, spec.name)
+
+
+async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UUID,
+                          document_id: uuid.UUID, chunks: list[Chunk], spec: EmbeddingModelSpec,
+                          created_by: str | None = None, progress: ProgressCallback | None = None,
+                          documents: int = 0, content_sha256: str | None = None) -> IngestOutcome:
+    """Embed `chunks` with `spec`'s model into a new set and make it the document's live set."""
+    if not chunks:
+        raise NothingToIndex("the input holds no text to index")
+    set_id = await _new_set(runtime, company_id, source_id, document_id, spec, created_by)
+    embedded = 0
+
+    async def report(count: int) -> None:
+        nonlocal embedded
+        embedded += count
+        if progress is not None:
+            await progress(Progress("embedding", embedded, len(chunks)))
+
+    async def work() -> IngestOutcome:
+        count = await _embed_into(runtime, company_id, source_id, set_id, chunks, spec, report)
+        await _activate(runtime, company_id, source_id, [_Built(document_id, set_id, len(chunks))], spec.name,
+                        content_sha256)
+        return IngestOutcome(source_id, set_id, spec.name, documents, len(chunks), count, document_id)
+
+    outcome = await _guarded(runtime, company_id, source_id, [set_id], work())
+    runtime.telemetry.metrics.record_ingested_chunks(outcome.chunks_embedded, spec.name)
     if progress is not None:
         await progress(Progress("done", len(chunks), len(chunks)))
-    return IngestOutcome(source_id, set_id, spec.name, documents, len(chunks), embedded)
+    return outcome
+
+
+async def live_chunk_count(runtime: Runtime, document_id: uuid.UUID, content_sha256: str, model: str) -> int | None:
+    """The live chunk count when the document already holds this content embedded with this model."""
+    async with runtime.database.session() as session:
+        document = await session.get(KnowledgeDocument, document_id)
+        if document is None or document.content_sha256 != content_sha256 or document.embedding_model != model:
+            return None
+        live = await session.scalar(select(KnowledgeChunkSet.chunk_count).where(
+            KnowledgeChunkSet.document_id == document_id, KnowledgeChunkSet.status == "active",
+            KnowledgeChunkSet.embedding_model == model))
+        if live is None:
+            return None
+        document.status, document.error = "ready", None
+        return int(live)
+
+
+async def default_document(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID) -> uuid.UUID:
+    """A source's catch-all document, for callers that bring their own documents (the benchmark)."""
+    return await knowledge_documents.claim_document(runtime, company_id=company_id, source_id=source_id,
+                                                    kind="documents", name="documents", params={})
 
 
 async def ingest_documents(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UUID,
                            documents: Sequence[SourceDocument], embedding_model: str,
+                           document_id: uuid.UUID | None = None, content_sha256: str | None = None,
                            created_by: str | None = None,
                            progress: ProgressCallback | None = None) -> IngestOutcome:
-    """The one ingestion path: files, pages, agent documents and the benchmark all come through here."""
+    """The one ingestion path: files, pages, agent documents and the benchmark all come through here.
+
+    `documents` become the chunks of one knowledge document (`document_id`); with `content_sha256`,
+    content already live with this model is answered as unchanged without embedding anything."""
     spec = runtime.embedder.spec(embedding_model)
+    if document_id is None:
+        document_id = await default_document(runtime, company_id, source_id)
+    if content_sha256 is not None:
+        live = await live_chunk_count(runtime, document_id, content_sha256, spec.name)
+        if live is not None:
+            if progress is not None:
+                await progress(Progress("done", live, live))
+            return IngestOutcome(source_id, None, spec.name, len(documents), 0, 0, document_id, unchanged=True)
+    await knowledge_documents.set_status(runtime, document_id, "processing")
     chunker = chunker_for(runtime)
 
     def split_all() -> list[Chunk]:
@@ -195,28 +307,65 @@ async def ingest_documents(runtime: Runtime, *, company_id: uuid.UUID, source_id
     if progress is not None:
         await progress(Progress("chunking", 0, len(documents)))
     chunks = await asyncio.to_thread(split_all)
-    return await build_chunk_set(runtime, company_id=company_id, source_id=source_id, chunks=chunks, spec=spec,
-                                 created_by=created_by, progress=progress, documents=len(documents))
+    return await build_chunk_set(runtime, company_id=company_id, source_id=source_id, document_id=document_id,
+                                 chunks=chunks, spec=spec, created_by=created_by, progress=progress,
+                                 documents=len(documents), content_sha256=content_sha256)
 
 
-async def live_chunks(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID) -> list[Chunk]:
-    """The source's live chunks, in document order (what a re-embed re-encodes)."""
+async def live_chunks(runtime: Runtime, company_id: uuid.UUID,
+                      source_id: uuid.UUID) -> dict[uuid.UUID, tuple[uuid.UUID, list[Chunk]]]:
+    """Per document of the source: its live set and chunks, in document order (what a re-embed re-encodes)."""
     async with runtime.database.session() as session:
         rows = (await session.execute(
-            select(KnowledgeChunk.document_ref, KnowledgeChunk.position, KnowledgeChunk.heading_path,
-                   KnowledgeChunk.text, KnowledgeChunk.token_count)
+            select(KnowledgeChunkSet.document_id, KnowledgeChunkSet.id.label("set_id"), KnowledgeChunk.document_ref,
+                   KnowledgeChunk.position, KnowledgeChunk.heading_path, KnowledgeChunk.text,
+                   KnowledgeChunk.token_count)
             .join(KnowledgeChunkSet, KnowledgeChunkSet.id == KnowledgeChunk.set_id)
             .where(KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.company_id == company_id,
                    KnowledgeChunkSet.status == "active")
-            .order_by(KnowledgeChunk.document_ref, KnowledgeChunk.position))).all()
-    return [Chunk(r.document_ref, r.position, list(r.heading_path), r.text, r.token_count) for r in rows]
+            .order_by(KnowledgeChunkSet.document_id, KnowledgeChunk.document_ref, KnowledgeChunk.position))).all()
+    found: dict[uuid.UUID, tuple[uuid.UUID, list[Chunk]]] = {}
+    for r in rows:
+        found.setdefault(r.document_id, (r.set_id, []))[1].append(
+            Chunk(r.document_ref, r.position, list(r.heading_path), r.text, r.token_count))
+    return found
 
 
 async def reembed(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UUID, embedding_model: str,
                   created_by: str | None = None, progress: ProgressCallback | None = None) -> IngestOutcome:
+    """Every document of the source, embedded again with `embedding_model`; swapped in all at once."""
     spec = runtime.embedder.spec(embedding_model)
-    chunks = await live_chunks(runtime, company_id, source_id)
-    if not chunks:
+    live = await live_chunks(runtime, company_id, source_id)
+    total = sum(len(chunks) for _, chunks in live.values())
+    if not total:
         raise NothingToIndex("the source has no chunks to re-embed; ingest something first")
-    return await build_chunk_set(runtime, company_id=company_id, source_id=source_id, chunks=chunks, spec=spec,
-                                 created_by=created_by, progress=progress)
+    built: list[_Built] = []
+    set_ids: list[uuid.UUID] = []
+    embedded = 0
+
+    async def report(count: int) -> None:
+        nonlocal embedded
+        embedded += count
+        if progress is not None:
+            await progress(Progress("embedding", embedded, total))
+
+    async def work() -> IngestOutcome:
+        for document_id, (old_set, chunks) in live.items():
+            set_id = await _new_set(runtime, company_id, source_id, document_id, spec, created_by)
+            set_ids.append(set_id)
+            await _embed_into(runtime, company_id, source_id, set_id, chunks, spec, report)
+            built.append(_Built(document_id, set_id, len(chunks), old_set))
+        await _activate(runtime, company_id, source_id, built, spec.name, only_if_current=True)
+        return IngestOutcome(source_id, None, spec.name, len(built), total, embedded)
+
+    outcome = await _guarded(runtime, company_id, source_id, set_ids, work())
+    runtime.telemetry.metrics.record_ingested_chunks(outcome.chunks_embedded, spec.name)
+    if progress is not None:
+        await progress(Progress("done", total, total))
+    return outcome
+
+
+async def fail_document(runtime: Runtime, document_id: uuid.UUID, error: str) -> None:
+    """The document's ingestion failed: it says why; its live chunks (if any) stay searchable."""
+    await knowledge_documents.set_status(runtime, document_id, "failed", error)
+

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 
-from cortex.db.models import KnowledgeJob
+from cortex.db.models import KnowledgeDocument, KnowledgeJob
 from cortex.kit.errors import CortexError, NotFound
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.ingestion import IngestOutcome, Progress, ProgressCallback
@@ -37,12 +37,20 @@ def percent(progress: Progress) -> int:
     return min(99, 5 + int(90 * progress.done / max(progress.total, 1)))
 
 
+def _document_id(params: dict[str, Any] | None) -> uuid.UUID | None:
+    recorded = (params or {}).get("document_id")
+    try:
+        return uuid.UUID(str(recorded)) if recorded else None
+    except ValueError:
+        return None
+
+
 def to_public(job: KnowledgeJob) -> JobPublic:
     return JobPublic(job_id=job.id, kind=job.kind, status=job.status,
                      progress=job.progress, source_id=job.source_id, agent_id=job.agent_id,
                      documents_processed=job.documents_processed, chunks_created=job.chunks_created,
                      chunks_embedded=job.chunks_embedded, error=job.error, created_at=job.created_at,
-                     updated_at=job.updated_at, finished_at=job.finished_at)
+                     updated_at=job.updated_at, finished_at=job.finished_at, document_id=_document_id(job.params))
 
 
 async def get_job(runtime: Runtime, company_id: uuid.UUID, job_id: uuid.UUID) -> JobPublic:
@@ -172,8 +180,21 @@ class JobRunner:
                                attempts=KnowledgeJob.attempts - 1,
                                updated_at=func.now() - timedelta(seconds=LEASE_SECONDS))
         else:
-            await self._update(job_id, status="failed", error="cancelled: the worker shut down",
-                               finished_at=datetime.now(UTC))
+            await self._fail(job_id, "cancelled: the worker shut down")
+
+    async def _fail(self, job_id: uuid.UUID, error: str, params: dict[str, Any] | None = None) -> None:
+        """Fail the job for good, and the document it was filling (whose live chunks stay)."""
+        if not await self._update(job_id, status="failed", error=error, finished_at=datetime.now(UTC)):
+            return
+        if params is None:
+            async with self.runtime.database.session() as session:
+                params = await session.scalar(select(KnowledgeJob.params).where(KnowledgeJob.id == job_id))
+        document_id = _document_id(params)
+        if document_id is not None:
+            async with self.runtime.database.session() as session:
+                await session.execute(update(KnowledgeDocument).where(
+                    KnowledgeDocument.id == document_id, KnowledgeDocument.status.in_(("queued", "processing")))
+                    .values(status="failed", error=error, updated_at=func.now()))
 
     async def wait_idle(self) -> None:
         while self._tasks:
@@ -223,7 +244,7 @@ class JobRunner:
                 task.cancel()
 
     async def recover(self, resume: Resume | None = None, limit: int = 5) -> list[uuid.UUID]:
-        """Claim jobs whose worker stopped touching them and run them again here (each source's chunk set
+        """Claim jobs whose worker stopped touching them and run them again here (each document's chunk set
         is swapped in atomically, so a repeated run cannot leave half an index). Returns the claimed ids."""
         resume = resume or self._resume
         assert resume is not None, "serve() or a resume function first"
@@ -236,14 +257,12 @@ class JobRunner:
             logger.warning("knowledge job: resuming a job whose worker stopped",
                            extra={"job_id": str(job.id), "attempt": job.attempts})
             if job.attempts > MAX_ATTEMPTS:
-                await self._update(job.id, status="failed", finished_at=datetime.now(UTC),
-                                   error=f"stopped: the workers running it stopped {MAX_ATTEMPTS} times")
+                await self._fail(job.id, f"stopped: the workers running it stopped {MAX_ATTEMPTS} times", job.params)
                 continue
             try:
                 work = await resume(job)
             except CortexError as exc:
-                await self._update(job.id, status="failed", finished_at=datetime.now(UTC),
-                                   error=f"cannot be resumed: {exc.detail}")
+                await self._fail(job.id, f"cannot be resumed: {exc.detail}", job.params)
                 continue
             self.start(job.id, work)
         return [row.id for row in rows]

@@ -1,7 +1,8 @@
 """Hybrid retrieval over an agent's knowledge: pgvector (HNSW) + PostgreSQL full-text search, fused.
 
 Both searches run inside one REPEATABLE READ transaction, so they read the same snapshot of the
-sources' live chunk sets: a swap committed in between cannot mix an old and a new set. A query is
+live chunk sets (one per document of each source): a swap committed in between cannot mix a
+document's old and new set. Each hit names its document, so a reply can cite it. A query is
 embedded once per embedding model in use among the agent's sources, and each dense search only
 compares against chunks of that model (vectors of different models never meet).
 """
@@ -22,7 +23,7 @@ from sqlalchemy import FLOAT, TEXT, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cortex.db.models import KnowledgeChunkSet
+from cortex.db.models import KnowledgeChunkSet, KnowledgeDocument
 from cortex.embeddings.errors import EmbeddingFailed
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.ports import KnowledgeChunk
@@ -87,9 +88,13 @@ class ScoredChunk:
     text: str
     heading_path: list[str]
     score: float
+    set_id: uuid.UUID | None = None
+    document_id: uuid.UUID | None = None
+    document_name: str | None = None
 
     def public(self) -> KnowledgeChunk:
-        return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score)
+        return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score,
+                              self.document_id, self.document_name)
 
 
 def query_words(query: str, operator: str = "or") -> str:
@@ -103,9 +108,15 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(repr, vector.tolist())) + "]"
 
 
+def _named(chunk: ScoredChunk, documents: dict[uuid.UUID, tuple[uuid.UUID, str]]) -> ScoredChunk:
+    """The chunk with the document it comes from (read with the live sets, in the same snapshot)."""
+    found = documents.get(chunk.set_id) if chunk.set_id is not None else None
+    return replace(chunk, document_id=found[0], document_name=found[1]) if found else chunk
+
+
 def _rows(result: Any, score_of: Any) -> list[ScoredChunk]:
-    return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)))
-            for r in result]
+    return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)),
+                        r.set_id) for r in result]
 
 
 # Embedding models trained on many languages; MiniLM (all-MiniLM-L6-v2) was trained on English only.
@@ -190,15 +201,19 @@ class KnowledgeRetriever:
                 vectors[model] = await self._embed_query(query, model, said)
         async with self.runtime.database.session() as session:
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            live = (await session.execute(select(KnowledgeChunkSet.id, KnowledgeChunkSet.embedding_model).where(
-                KnowledgeChunkSet.company_id == company_id, KnowledgeChunkSet.source_id.in_(source_ids),
-                KnowledgeChunkSet.status == "active"))).all()
+            live = (await session.execute(
+                select(KnowledgeChunkSet.id, KnowledgeChunkSet.embedding_model, KnowledgeDocument.id,
+                       KnowledgeDocument.name)
+                .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunkSet.document_id)
+                .where(KnowledgeChunkSet.company_id == company_id, KnowledgeChunkSet.source_id.in_(source_ids),
+                       KnowledgeChunkSet.status == "active"))).all()
             if not live:
                 return []
+            documents = {set_id: (document_id, name) for set_id, _, document_id, name in live}
             lists: list[tuple[list[ScoredChunk], float]] = []
             if mode != "lexical":
                 by_model: dict[str, list[uuid.UUID]] = defaultdict(list)
-                for set_id, model in live:
+                for set_id, model, _, _ in live:
                     by_model[model].append(set_id)
                 dense: list[ScoredChunk] = []
                 for model, set_ids in by_model.items():
@@ -213,17 +228,22 @@ class KnowledgeRetriever:
                     lists.append((dense[:candidates], tuning.dense_weight))
             # No query vector at all: full-text search answers alone, in dense mode too.
             if mode != "dense" or not lists:
-                lexical = await self._lexical(session, query, [s for s, _ in live], candidates, tuning)
+                lexical = await self._lexical(session, query, [row[0] for row in live], candidates, tuning)
                 lists.append((lexical, 1.0 - tuning.dense_weight))
+        return [_named(chunk, documents) for chunk in self._fuse(lists, query, vectors, tuning)[:top_k]]
+
+    @staticmethod
+    def _fuse(lists: list[tuple[list[ScoredChunk], float]], query: str, vectors: dict[str, np.ndarray | None],
+              tuning: RetrievalTuning) -> list[ScoredChunk]:
         if len(lists) == 1:
-            return lists[0][0][:top_k]
+            return lists[0][0]
         if tuning.fusion == "by_script" and all(reads_script(model, query) for model in vectors):
             (dense_list, _), (lexical_list, _) = lists
             share = tuning.weighted_dense_weight
-            return weighted([(dense_list, share), (lexical_list, 1.0 - share)])[:top_k]
+            return weighted([(dense_list, share), (lexical_list, 1.0 - share)])
         if tuning.fusion == "weighted":
-            return weighted(lists)[:top_k]
-        return rrf(lists, tuning.rrf_k)[:top_k]
+            return weighted(lists)
+        return rrf(lists, tuning.rrf_k)
 
     async def _embed_query(self, query: str, model: str, warnings: list[str]) -> np.ndarray | None:
         """None when the model cannot embed right now (a hosted provider down), said in `warnings`: the
@@ -250,7 +270,7 @@ class KnowledgeRetriever:
                               {"ef": str(max(tuning.hnsw_ef_search, limit))})
         distance = f"(c.embedding::vector({dims}) <=> CAST(CAST(:q AS text) AS vector({dims})))"
         statement = text(
-            f"SELECT c.id, c.source_id, c.document_ref, c.text, c.heading_path, {distance} AS distance "
+            f"SELECT c.id, c.source_id, c.set_id, c.document_ref, c.text, c.heading_path, {distance} AS distance "
             f"FROM knowledge_chunks c WHERE c.embedding_model = '{model}' AND c.set_id = ANY(:set_ids) "
             f"ORDER BY {distance} LIMIT :limit"
         ).bindparams(bindparam("set_ids", type_=ARRAY(UUID(as_uuid=True))))
@@ -270,7 +290,7 @@ class KnowledgeRetriever:
         statement = text(
             "WITH q AS (SELECT websearch_to_tsquery('simple', :words) AS qs, "
             "websearch_to_tsquery('english', :words) AS qe) "
-            "SELECT c.id, c.source_id, c.document_ref, c.text, c.heading_path, "
+            "SELECT c.id, c.source_id, c.set_id, c.document_ref, c.text, c.heading_path, "
             f"(:we * {rank}({weights}, c.tsv_english, q.qe, :norm) "
             f"+ :ws * {rank}({weights}, c.tsv_simple, q.qs, :norm)) AS score "
             "FROM knowledge_chunks c, q WHERE c.set_id = ANY(:set_ids) "
@@ -339,7 +359,8 @@ class KnowledgeRetriever:
                 params[f"c_{config}"] = " | ".join(chosen[config])
                 filters.append(f"c.{column} @@ CAST(:c_{config} AS tsquery)")
         statement = text(
-            f"SELECT c.id, c.source_id, c.document_ref, c.text, c.heading_path, ({' + '.join(score_parts)}) AS score "
+            f"SELECT c.id, c.source_id, c.set_id, c.document_ref, c.text, c.heading_path, "
+            f"({' + '.join(score_parts)}) AS score "
             f"FROM knowledge_chunks c WHERE c.set_id = ANY(:set_ids) AND ({' OR '.join(filters)}) "
             "ORDER BY score DESC LIMIT :limit"
         ).bindparams(*binds)
@@ -360,12 +381,18 @@ class SetTermStats:
 
 class TermStatsCache:
     """Document frequencies per chunk set, read once with ts_stat and kept: a chunk set never changes
-    after it is written (re-ingestion writes a new set), so its statistics never go stale. Bounded LRU."""
+    after it is written (re-ingestion writes a new set), so its statistics never go stale. LRU, bounded by
+    the lexemes held rather than by sets: a source has a set per document, and a search reads them all."""
 
-    def __init__(self, max_sets: int = 32) -> None:
-        self.max_sets = max_sets
+    def __init__(self, max_lexemes: int = 2_000_000) -> None:
+        self.max_lexemes = max_lexemes
         self._sets: OrderedDict[uuid.UUID, SetTermStats] = OrderedDict()
+        self._held = 0
         self._lock = asyncio.Lock()
+
+    @staticmethod
+    def _size(stats: SetTermStats) -> int:
+        return sum(len(lexemes) for lexemes in stats.df.values())
 
     async def get(self, session: AsyncSession, set_ids: list[uuid.UUID]) -> list[SetTermStats]:
         found = []
@@ -373,10 +400,18 @@ class TermStatsCache:
             stats = self._sets.get(set_id)
             if stats is None:
                 async with self._lock:  # concurrent first queries read a set's statistics once
-                    stats = self._sets.get(set_id) or await self._load(session, set_id)
-                    self._sets[set_id] = stats
-                    while len(self._sets) > self.max_sets:
-                        self._sets.popitem(last=False)
+                    stats = self._sets.get(set_id)
+                    if stats is None:
+                        stats = await self._load(session, set_id)
+                        self._sets[set_id] = stats
+                        self._held += self._size(stats)
+                    # The sets of this search stay (it needs them all); older ones go first.
+                    while self._held > self.max_lexemes and len(self._sets) > 1:
+                        oldest, evicted = next(iter(self._sets.items()))
+                        if oldest in set_ids:
+                            break
+                        del self._sets[oldest]
+                        self._held -= self._size(evicted)
             else:
                 self._sets.move_to_end(set_id)
             found.append(stats)

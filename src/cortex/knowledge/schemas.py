@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from cortex.kit.json_bounds import Metadata
 
 SourceType = Literal["file", "url", "text", "documents"]
+DocumentKind = Literal["file", "url", "documents"]
+DocumentStatus = Literal["queued", "processing", "ready", "failed"]
 EmbeddingModelName = Literal["minilm", "bge-m3", "openai", "cohere"]
 
 
@@ -76,21 +78,46 @@ class ReembedRequest(_IngestBase):
     source_id: uuid.UUID
 
 
+# "unchanged": the document already holds this content, embedded with this model; nothing was re-embedded.
+IngestStatus = Literal["completed", "failed", "unchanged"]
+
+
 class IngestResult(BaseModel):
     source_id: uuid.UUID
-    status: Literal["completed", "failed"]
+    status: IngestStatus
     chunks_created: int
     chunks_embedded: int
     error: str | None
+    document_id: uuid.UUID | None = Field(None, description="The document this ingestion added or replaced.")
 
 
 class DocumentsIngestResult(BaseModel):
     agent_id: uuid.UUID
-    status: Literal["completed", "failed"]
+    status: IngestStatus
     documents_processed: int
     chunks_created: int
     chunks_embedded: int
     error: str | None = None
+    document_id: uuid.UUID | None = Field(None, description="The document holding the agent's FAQs and scenarios.")
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class KnowledgeDocumentPublic(BaseModel):
+    id: uuid.UUID
+    source_id: uuid.UUID
+    kind: DocumentKind
+    name: str = Field(description="The file name, or the URL.")
+    content_sha256: str | None = Field(description="SHA-256 of the content behind the live chunks.")
+    embedding_model: str | None
+    status: DocumentStatus
+    error: str | None
+    chunk_count: int = Field(description="Live (searchable) chunks.")
+    created_at: datetime
+    updated_at: datetime
 
 
 class ReembedResult(BaseModel):
@@ -106,6 +133,7 @@ class JobAccepted(BaseModel):
     kind: str
     source_id: uuid.UUID | None
     agent_id: uuid.UUID | None
+    document_id: uuid.UUID | None = None
 
 
 class JobPublic(BaseModel):
@@ -122,6 +150,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    document_id: uuid.UUID | None = None
 
 
 class SearchRequest(BaseModel):
@@ -138,6 +167,8 @@ class SearchHit(BaseModel):
     text: str
     heading_path: list[str]
     score: float
+    document_id: uuid.UUID | None = Field(None, description="The document the chunk comes from.")
+    document_name: str | None = Field(None, description="Its file name or URL, to cite.")
 
 
 class SearchResults(BaseModel):

@@ -25,6 +25,9 @@ class KnowledgeChunk:
     text: str
     heading_path: list[str]
     score: float
+    # The knowledge document (file, URL, agent documents) the chunk comes from, to cite.
+    document_id: uuid.UUID | None = None
+    document_name: str | None = None
 
 
 @dataclass(frozen=True)

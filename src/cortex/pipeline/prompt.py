@@ -36,7 +36,7 @@ def variables(ctx: RequestContext) -> dict[str, Any]:
         "customer": asdict(profile),
         "facts": [{"fact": f.fact, "category": f.category, "confidence": f.confidence} for f in ctx.kept_facts],
         "knowledge": [{"text": c.text, "heading_path": c.heading_path, "source_id": str(c.source_id),
-                       "score": c.score} for c in ctx.kept_chunks],
+                       "score": c.score, "document_name": c.document_name or ""} for c in ctx.kept_chunks],
         "faqs": [f for f in ctx.kept_faqs if "question" in f],
         "scenarios": [f for f in ctx.kept_faqs if "scenario" in f],
         "history": [{"role": t.role, "content": t.content} for t in ctx.kept_history],
@@ -45,6 +45,14 @@ def variables(ctx: RequestContext) -> dict[str, Any]:
         "channel": ctx.request.channel,
         "metadata": ctx.request.metadata,
     }
+
+
+def _label(document_name: str | None, heading_path: list[str]) -> str:
+    """Where a passage comes from: its document (so that the reply can name it), then its headings."""
+    headings = " > ".join(heading_path)
+    if not document_name:
+        return headings
+    return f"({document_name}) {headings}".strip()
 
 
 def render_system_prompt(ctx: RequestContext) -> str:
@@ -73,8 +81,8 @@ def render_system_prompt(ctx: RequestContext) -> str:
         parts.append("What we know about this customer:\n" + "\n".join(f"- {f.fact}" for f in ctx.kept_facts))
     if "knowledge" not in used and ctx.kept_chunks:
         parts.append("Knowledge:\n" + "\n\n".join(
-            f"[{i}] {' > '.join(c.heading_path)}\n{c.text}".strip() for i, c in enumerate(ctx.kept_chunks, 1)
-        ))
+            f"[{i}] {_label(c.document_name, c.heading_path)}\n{c.text}".strip()
+            for i, c in enumerate(ctx.kept_chunks, 1)))
     faqs = values["faqs"]
     if "faqs" not in used and faqs:
         parts.append("Frequently asked questions:\n" + "\n".join(

@@ -26,7 +26,7 @@ from cortex.pipeline import (
 )
 from cortex.pipeline.background import BackgroundTasks
 from cortex.pipeline.context import RequestContext
-from cortex.pipeline.schemas import ChatRequest, ChatResponse, ContextTokens, StepTimings, Tokens
+from cortex.pipeline.schemas import ChatRequest, ChatResponse, Citation, ContextTokens, StepTimings, Tokens
 from cortex.tools.executor import ToolExecutor
 
 logger = logging.getLogger(__name__)
@@ -147,5 +147,13 @@ class ChatPipeline:
             actions_executed=ctx.actions_executed, latency_ms=ctx.elapsed_ms(),
             tokens=Tokens(input=ctx.tokens_input, output=ctx.tokens_output, cost_usd=round(ctx.cost_usd, 8)),
             context_tokens=ContextTokens.model_validate(self._context_tokens(ctx)),
-            step_timings=StepTimings(**ctx.step_timings()),
+            step_timings=StepTimings(**ctx.step_timings()), citations=self._citations(ctx),
         )
+
+    @staticmethod
+    def _citations(ctx: RequestContext) -> list[Citation]:
+        """What the prompt carried: a cache hit answers without a prompt, so it cites nothing."""
+        if ctx.cache_hit is not None:
+            return []
+        return [Citation(document_id=c.document_id, document_name=c.document_name or "", source_id=c.source_id,
+                         chunk_id=c.chunk_id) for c in ctx.kept_chunks if c.document_id is not None]

@@ -74,6 +74,15 @@ class StepTimings(BaseModel):
     tool_execution: float = _ms("the action webhooks of 07")
 
 
+class Citation(BaseModel):
+    """A knowledge chunk the prompt carried, and the document it comes from."""
+
+    document_id: uuid.UUID
+    document_name: str = Field(description="The file name or URL (or 'agent documents' for FAQs and scenarios).")
+    source_id: uuid.UUID
+    chunk_id: uuid.UUID
+
+
 class ChatResponse(BaseModel):
     reply: str
     model_used: str
@@ -83,3 +92,6 @@ class ChatResponse(BaseModel):
     tokens: Tokens
     context_tokens: ContextTokens
     step_timings: StepTimings
+    citations: list[Citation] = Field(default_factory=list, description=(
+        "The knowledge chunks the prompt carried, in prompt order, each with its document; empty when none "
+        "did (a semantic cache hit carries none)."))
