@@ -35,8 +35,8 @@ from tests.scripted_llm import ScriptedLLM
 CORTEX = [sys.executable, "-m", "cortex.cli"]
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
-# Operations that would end the run's own authentication, or whose job is to wait on the network.
-EXCLUDED_PATHS = ["/portal/api/logout"]
+# Logout ends the session it is sent with: it runs last, alone, with a session of its own.
+LOGOUT = "/portal/api/logout"
 
 
 def free_port() -> int:
@@ -51,6 +51,7 @@ class Seeds:
 
     api_key: str
     portal_token: str
+    logout_token: str
     values: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, name: str, *values: Any) -> None:
@@ -168,7 +169,8 @@ def seed(server: CortexServer) -> Seeds:
     other_key = server.cli("keys", "create", "--company-id", other["company_id"], "--name", "fuzz")["key"]
     with httpx.Client(base_url=server.url, timeout=120) as http:
         login = _ok(http.post("/portal/api/login", json={"email": demo["email"], "password": demo["password"]}))
-        seeds = Seeds(api_key=demo["api_key"], portal_token=login["token"])
+        second = _ok(http.post("/portal/api/login", json={"email": demo["email"], "password": demo["password"]}))
+        seeds = Seeds(api_key=demo["api_key"], portal_token=login["token"], logout_token=second["token"])
         seeds.add("url", server.closed_url + "/orders", server.closed_url + "/page.html")
         seeds.add("embedding_model", *LOCAL_EMBEDDING_MODELS)
         seeds.add("agent_id", demo["agent_id"])
@@ -221,14 +223,14 @@ class RunResult:
 
 
 def run_schemathesis(server: CortexServer, config: Path, *, label: str, token: str, include_regex: str,
-                     max_examples: int, seed_value: int, report_dir: Path) -> RunResult:
+                     max_examples: int, seed_value: int, report_dir: Path, exclude: tuple[str, ...] = ()) -> RunResult:
     report = report_dir / f"{label}.ndjson"
     command = [SCHEMATHESIS, "--config-file", str(config), "run", server.url + "/openapi.json",
                "--checks", "not_a_server_error", "--max-examples", str(max_examples), "--seed", str(seed_value),
                "--header", f"Authorization: Bearer {token}", "--include-path-regex", include_regex,
                "--request-timeout", "60", "--workers", "1", "--no-shrink", "--continue-on-failure",
                "--report", "ndjson", "--report-ndjson-path", str(report), "--warnings", "off"]
-    for path in EXCLUDED_PATHS:
+    for path in exclude:
         command += ["--exclude-path", path]
     result = subprocess.run(command, capture_output=True, text=True, env=server.env, timeout=7200,
                             cwd=report_dir)  # schemathesis keeps its cache in the working folder
@@ -312,6 +314,8 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
             run_schemathesis(server, config, label="api", token=seeds.api_key, include_regex="^/(v1|health)",
                              max_examples=max_examples, seed_value=seed_value, report_dir=folder),
             run_schemathesis(server, config, label="portal", token=seeds.portal_token, include_regex="^/portal",
+                             max_examples=max_examples, seed_value=seed_value, report_dir=folder, exclude=(LOGOUT,)),
+            run_schemathesis(server, config, label="logout", token=seeds.logout_token, include_regex=f"^{LOGOUT}$",
                              max_examples=max_examples, seed_value=seed_value, report_dir=folder),
         ]
     finally:
