@@ -86,9 +86,11 @@ class ScoredChunk:
     text: str
     heading_path: list[str]
     score: float
+    similarity: float | None = None  # cosine with the query, when the dense search found it
 
     def public(self) -> KnowledgeChunk:
-        return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score)
+        return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score,
+                              self.similarity)
 
 
 def query_words(query: str, operator: str = "or") -> str:
@@ -102,9 +104,17 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(repr, vector.tolist())) + "]"
 
 
-def _rows(result: Any, score_of: Any) -> list[ScoredChunk]:
-    return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)))
+def _rows(result: Any, score_of: Any, dense: bool = False) -> list[ScoredChunk]:
+    return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)),
+                        float(score_of(r)) if dense else None)
             for r in result]
+
+
+def _remember(first: dict[uuid.UUID, ScoredChunk], chunk: ScoredChunk) -> None:
+    """The fused list keeps one copy per chunk: the one carrying the dense search's cosine, if any."""
+    kept = first.get(chunk.chunk_id)
+    if kept is None or (kept.similarity is None and chunk.similarity is not None):
+        first[chunk.chunk_id] = chunk
 
 
 # Embedding models trained on many languages; MiniLM (all-MiniLM-L6-v2) was trained on English only.
@@ -125,7 +135,7 @@ def rrf(lists: list[tuple[list[ScoredChunk], float]], k: int) -> list[ScoredChun
     for ranked, weight in lists:
         for rank, chunk in enumerate(ranked, 1):
             scores[chunk.chunk_id] += weight / (k + rank)
-            first.setdefault(chunk.chunk_id, chunk)
+            _remember(first, chunk)
     return sorted((replace(first[cid], score=s) for cid, s in scores.items()), key=lambda c: -c.score)
 
 
@@ -140,7 +150,7 @@ def weighted(lists: list[tuple[list[ScoredChunk], float]]) -> list[ScoredChunk]:
         span = top - bottom
         for chunk in ranked:
             scores[chunk.chunk_id] += weight * ((chunk.score - bottom) / span if span > 0 else 1.0)
-            first.setdefault(chunk.chunk_id, chunk)
+            _remember(first, chunk)
     return sorted((replace(first[cid], score=s) for cid, s in scores.items()), key=lambda c: -c.score)
 
 
@@ -244,7 +254,7 @@ class KnowledgeRetriever:
         ).bindparams(bindparam("set_ids", type_=ARRAY(UUID(as_uuid=True))))
         result = await session.execute(statement, {"q": _vector_literal(vector), "set_ids": set_ids,
                                                     "limit": limit})
-        return sorted(_rows(result, lambda r: 1.0 - r.distance), key=lambda c: -c.score)
+        return sorted(_rows(result, lambda r: 1.0 - r.distance, dense=True), key=lambda c: -c.score)
 
     async def _lexical(self, session: AsyncSession, query: str, set_ids: list[uuid.UUID], limit: int,
                        tuning: RetrievalTuning) -> list[ScoredChunk]:

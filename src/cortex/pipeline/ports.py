@@ -24,7 +24,10 @@ class KnowledgeChunk:
     source_id: uuid.UUID
     text: str
     heading_path: list[str]
-    score: float
+    score: float  # the retrieval's fused rank score: comparable within one result list only
+    # Cosine of the query with the chunk's stored vector, from the retrieval's own vector search (None
+    # when only full-text search found the chunk): what the offline responder weighs a passage by.
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -166,7 +166,7 @@ def _cut_to(model: str, text: str, tokens: int) -> str:
 
 def _with_text(payload: Any, text: str) -> Any:
     if isinstance(payload, KnowledgeChunk):
-        return KnowledgeChunk(payload.chunk_id, payload.source_id, text, payload.heading_path, payload.score)
+        return replace(payload, text=text)
     if isinstance(payload, MemoryFact):
         return MemoryFact(payload.id, text, payload.category, payload.confidence, payload.score)
     return HistoryTurn(payload.role, text)
