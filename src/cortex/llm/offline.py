@@ -85,13 +85,14 @@ class Match:
 
 @dataclass(frozen=True)
 class FaqIndex:
-    """What the responder keeps per agent configuration: FAQ words and vectors (None: not Latin)."""
+    """What the responder keeps per agent configuration: the FAQs' words, and MiniLM vectors of their
+    questions and answers (`readable`: whether MiniLM reads the FAQ's script at all)."""
 
     faqs: tuple[Faq, ...]
     lexical: LexicalIndex
     question_vectors: np.ndarray
     answer_vectors: np.ndarray
-    readable: np.ndarray  # bool per FAQ: MiniLM reads its text
+    readable: np.ndarray  # bool per FAQ
 
     @classmethod
     async def build(cls, faqs: Sequence[Faq], embedder: Embedder) -> FaqIndex:
