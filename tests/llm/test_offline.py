@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from cortex.agents.schemas import AgentConfig
 from cortex.db.models import Agent
 from cortex.demo.seed import DEMO_AGENT, DEMO_FAQS, seed_demo
 from cortex.kit.runtime import Runtime
 from cortex.llm.lexical import Document, LexicalIndex, normalise, word_forms, words
 from cortex.llm.offline import DONT_KNOW, dont_know
+from cortex.pipeline.ports import KNOWLEDGE, KnowledgePort
 from tests.knowledge.test_ingestion import ingest_file, make_source, upload
 from tests.support import Tenant, chat, create_agent
 
@@ -87,6 +89,12 @@ async def test_knowledge_passages_are_answered_verbatim_and_never_embedded_per_r
         embedded.extend(texts)
         return await real_embed(texts, *args, **kwargs)
 
+    # The Context Engine hands each chunk over with the cosine its vector search computed.
+    config = AgentConfig.model_validate({**agent, "action_definitions": []})
+    knowledge: KnowledgePort = runtime.components[KNOWLEDGE]
+    retrieved = await knowledge.retrieve(company_id=tenant.company_id, agent=config,
+                                         query="Quasar kettle warranty", top_k=3)
+    assert retrieved and retrieved[0].similarity is not None and 0.3 < retrieved[0].similarity <= 1.0
     monkeypatch.setattr(runtime.embedder, "embed", counting_embed)
     for question in ("How long is the warranty of the Quasar kettle?", "What warranty does the Quasar kettle have?"):
         assert await _reply(client, tenant, agent["id"], question) == passage
