@@ -82,9 +82,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, spec.dimensions), dtype=np.float32)
         if spec.backend == "sentence-transformers":
-            model = self._local_model(spec)
+            encoder = self._local_model(spec)
             with _threads_for(len(texts)):
-                vectors = model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
+                vectors = encoder.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False)
         else:
             import litellm
