@@ -54,3 +54,27 @@ async def test_a_failed_batch_fails_its_waiters_and_the_next_query_works(embedde
     assert all(isinstance(r, RuntimeError) for r in results)
     vector = await embedder.embed_query("first failing text")
     assert vector.shape == (embedder.dimensions(),)
+
+
+def test_a_few_texts_are_embedded_on_one_torch_thread_and_batches_on_all(embedder: Embedder) -> None:
+    import torch
+
+    model = embedder._local_model(embedder.spec())
+    seen: list[int] = []
+    real_encode = model.encode
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real_encode(*args, **kwargs)
+
+    before = torch.get_num_threads()
+    model.encode = recording
+    try:
+        one = embedder.embed_sync(["Do you take Apple Pay?"])
+        embedder.embed_sync([f"question {i}" for i in range(20)])
+    finally:
+        del model.encode
+    assert seen == [1, before] and torch.get_num_threads() == before
+    # The same vector either way.
+    batch = embedder.embed_sync([f"question {i}" for i in range(20)] + ["Do you take Apple Pay?"])
+    assert np.allclose(one[0], batch[-1], atol=1e-5)

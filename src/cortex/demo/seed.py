@@ -6,7 +6,7 @@ import secrets
 import uuid
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.agents import service as agents
@@ -31,6 +31,20 @@ DEMO_FAQS = [
         answer="Standard delivery takes 2 to 4 working days; express delivery arrives the next working day."),
     Faq(question="Which payment methods do you accept?",
         answer="We accept Visa, Mastercard, Apple Pay and cash on delivery."),
+    # The same five in Arabic (Modern Standard, in the words Egyptian customers use), so that the demo
+    # answers an Arabic question from an Arabic FAQ.
+    Faq(question="ما هي مواعيد العمل؟",
+        answer="نعمل من الأحد إلى الخميس، من الساعة 9:00 إلى 18:00 (بتوقيت GMT+3). "
+               "ودعم المحادثة متاح على مدار الساعة."),
+    Faq(question="إزاي أتابع طلبي؟",
+        answer="افتح «طلباتي» في التطبيق أو على الموقع واختر الطلب لتعرف حالة الشحن أولًا بأول."),
+    Faq(question="ما هي سياسة الإرجاع والاسترداد؟",
+        answer="يمكنك إرجاع المنتجات غير المستخدمة خلال 30 يومًا من الاستلام واسترداد المبلغ كاملًا "
+               "بنفس طريقة الدفع."),
+    Faq(question="التوصيل بياخد قد إيه؟",
+        answer="التوصيل العادي من 2 إلى 4 أيام عمل، والتوصيل السريع يوصل في يوم العمل التالي."),
+    Faq(question="ما هي طرق الدفع المتاحة؟",
+        answer="نقبل فيزا وماستركارد وApple Pay والدفع عند الاستلام."),
 ]
 
 DEMO_PROMPT = (
@@ -51,6 +65,19 @@ class DemoSeed:
         return {k: str(v) for k, v in asdict(self).items()}
 
 
+async def _add_missing_faqs(session: AsyncSession, agent: Agent) -> None:
+    """A demo agent seeded by an older version gains the FAQs it lacks; the ones it has (and any the
+    user edited or added) are kept as they are."""
+    known = {faq.get("question") for faq in agent.faqs}
+    missing = [faq.model_dump(mode="json") for faq in DEMO_FAQS if faq.question not in known]
+    if missing:
+        agent.faqs = [*agent.faqs, *missing]
+        # A new config version: answers and cached vectors keyed by the old one are retired.
+        agent.config_version = Agent.config_version + 1
+        agent.updated_at = func.now()
+        await session.flush()
+
+
 async def seed_demo(session: AsyncSession) -> DemoSeed:
     """Idempotent: reuses the company, user and agent; issues a fresh key and a fresh password
     (only hashes are stored, so the old ones cannot be shown again)."""
@@ -68,6 +95,8 @@ async def seed_demo(session: AsyncSession) -> DemoSeed:
             personality=Personality(name="Nora", traits=["friendly", "concise"]),
             dialect=Dialect(name="English", primary_language="en"),
         ))
+    else:
+        await _add_missing_faqs(session, agent)
     key = await auth.create_api_key(session, company.id, ApiKeyCreate(name="demo key"))
     return DemoSeed(company_id=company.id, agent_id=agent.id, email=DEMO_EMAIL, password=password,
                     api_key=key.key)

@@ -91,10 +91,11 @@ class ScoredChunk:
     set_id: uuid.UUID | None = None
     document_id: uuid.UUID | None = None
     document_name: str | None = None
+    similarity: float | None = None  # cosine with the query, when the dense search found it
 
     def public(self) -> KnowledgeChunk:
         return KnowledgeChunk(self.chunk_id, self.source_id, self.text, list(self.heading_path), self.score,
-                              self.document_id, self.document_name)
+                              self.document_id, self.document_name, self.similarity)
 
 
 def query_words(query: str, operator: str = "or") -> str:
@@ -114,9 +115,16 @@ def _named(chunk: ScoredChunk, documents: dict[uuid.UUID, tuple[uuid.UUID, str]]
     return replace(chunk, document_id=found[0], document_name=found[1]) if found else chunk
 
 
-def _rows(result: Any, score_of: Any) -> list[ScoredChunk]:
+def _rows(result: Any, score_of: Any, dense: bool = False) -> list[ScoredChunk]:
     return [ScoredChunk(r.id, r.source_id, r.document_ref, r.text, list(r.heading_path), float(score_of(r)),
-                        r.set_id) for r in result]
+                        r.set_id, similarity=float(score_of(r)) if dense else None) for r in result]
+
+
+def _remember(first: dict[uuid.UUID, ScoredChunk], chunk: ScoredChunk) -> None:
+    """The fused list keeps one copy per chunk: the one carrying the dense search's cosine, if any."""
+    kept = first.get(chunk.chunk_id)
+    if kept is None or (kept.similarity is None and chunk.similarity is not None):
+        first[chunk.chunk_id] = chunk
 
 
 # Embedding models trained on many languages; MiniLM (all-MiniLM-L6-v2) was trained on English only.
@@ -137,7 +145,7 @@ def rrf(lists: list[tuple[list[ScoredChunk], float]], k: int) -> list[ScoredChun
     for ranked, weight in lists:
         for rank, chunk in enumerate(ranked, 1):
             scores[chunk.chunk_id] += weight / (k + rank)
-            first.setdefault(chunk.chunk_id, chunk)
+            _remember(first, chunk)
     return sorted((replace(first[cid], score=s) for cid, s in scores.items()), key=lambda c: -c.score)
 
 
@@ -152,7 +160,7 @@ def weighted(lists: list[tuple[list[ScoredChunk], float]]) -> list[ScoredChunk]:
         span = top - bottom
         for chunk in ranked:
             scores[chunk.chunk_id] += weight * ((chunk.score - bottom) / span if span > 0 else 1.0)
-            first.setdefault(chunk.chunk_id, chunk)
+            _remember(first, chunk)
     return sorted((replace(first[cid], score=s) for cid, s in scores.items()), key=lambda c: -c.score)
 
 
@@ -276,7 +284,7 @@ class KnowledgeRetriever:
         ).bindparams(bindparam("set_ids", type_=ARRAY(UUID(as_uuid=True))))
         result = await session.execute(statement, {"q": _vector_literal(vector), "set_ids": set_ids,
                                                     "limit": limit})
-        return sorted(_rows(result, lambda r: 1.0 - r.distance), key=lambda c: -c.score)
+        return sorted(_rows(result, lambda r: 1.0 - r.distance, dense=True), key=lambda c: -c.score)
 
     async def _lexical(self, session: AsyncSession, query: str, set_ids: list[uuid.UUID], limit: int,
                        tuning: RetrievalTuning) -> list[ScoredChunk]:

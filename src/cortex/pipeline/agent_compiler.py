@@ -62,7 +62,8 @@ async def compile_and_answer(ctx: RequestContext, runtime: Runtime, tools: ToolE
 
 
 async def _offline(ctx: RequestContext, responder: OfflineResponder) -> None:
-    ctx.reply = await responder.answer(ctx.config, ctx.request.message, ctx.kept_chunks or ctx.chunks)
+    # The passages as retrieved: an offline reply is one of them verbatim, not cut to a model's budget.
+    ctx.reply = await responder.answer(ctx.config, ctx.request.message, ctx.chunks)
     ctx.model_used = offline.MODEL_NAME
 
 

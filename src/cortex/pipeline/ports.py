@@ -24,10 +24,13 @@ class KnowledgeChunk:
     source_id: uuid.UUID
     text: str
     heading_path: list[str]
-    score: float
+    score: float  # the retrieval's fused rank score: comparable within one result list only
     # The knowledge document (file, URL, agent documents) the chunk comes from, to cite.
     document_id: uuid.UUID | None = None
     document_name: str | None = None
+    # Cosine of the query with the chunk's stored vector, from the retrieval's own vector search (None
+    # when only full-text search found the chunk): what the offline responder weighs a passage by.
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
