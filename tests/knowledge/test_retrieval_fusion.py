@@ -8,7 +8,7 @@ from cortex.knowledge.retrieval import ScoredChunk, rrf, weighted
 
 
 def _chunk(chunk_id: uuid.UUID, score: float, similarity: float | None) -> ScoredChunk:
-    return ScoredChunk(chunk_id, uuid.uuid4(), "doc", "text", [], score, similarity)
+    return ScoredChunk(chunk_id, uuid.uuid4(), "doc", "text", [], score, similarity=similarity)
 
 
 def test_fused_chunks_carry_the_dense_cosine() -> None:

@@ -76,7 +76,7 @@ async def test_knowledge_passages_are_answered_verbatim_and_never_embedded_per_r
     passage = ("The Quasar kettle comes with a warranty of two years from the date of purchase. "
                "Keep the receipt: it is the proof of purchase.")
     source = await make_source(client, tenant)
-    ingested = await ingest_file(client, tenant, source["id"], upload(runtime, "kettle.md", passage.encode()))
+    ingested = await ingest_file(client, tenant, source["id"], upload(runtime, tenant, "kettle.md", passage.encode()))
     assert ingested.status_code == 200 and ingested.json()["status"] == "completed", ingested.text
     agent = await create_agent(client, tenant, knowledge_source_ids=[source["id"]],
                                faqs=[{"question": "Do you ship abroad?", "answer": "Yes, to 40 countries."}])
