@@ -226,7 +226,8 @@ async def test_an_event_of_a_rolled_back_transaction_is_neither_stored_nor_sent(
         kept = await outbox.record(session, tenant.company_id, "cache.flushed", {"entries": 2})
     await eventually(lambda: _count(webhooks, 1))
     async with runtime.database.session() as session:
-        stored = (await session.scalars(select(Event.id).where(Event.company_id == tenant.company_id))).all()
+        stored = (await session.scalars(select(Event.id).where(Event.company_id == tenant.company_id,
+                                                               Event.type == "cache.flushed"))).all()
     assert stored == [kept]
     assert [c.json()["data"]["entries"] for c in webhooks.calls] == [2]
 

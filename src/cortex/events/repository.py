@@ -75,3 +75,10 @@ async def prune(session: AsyncSession, retention_days: int) -> int:
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
     result = await session.execute(delete(Event).where(Event.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_customer(session: AsyncSession, company_id: uuid.UUID, customer_id: str) -> int:
+    """Delete the events about one customer (every event naming a customer names it as `customer_id`)."""
+    result = await session.execute(delete(Event).where(Event.company_id == company_id,
+                                                       Event.data["customer_id"].astext == customer_id))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -24,6 +24,7 @@ from cortex.agents import service as agents
 from cortex.db.models import KnowledgeChunk, KnowledgeChunkSet, KnowledgeSource
 from cortex.embeddings.errors import EmbeddingFailed
 from cortex.embeddings.models import EmbeddingModelSpec
+from cortex.events import outbox
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.chunking import Chunk, Chunker, SourceDocument
 
@@ -121,6 +122,8 @@ async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
         source.embedding_model = model
         linked = await agents.agents_linked_to(session, company_id, source_id=source_id)
         await agents.bump_versions(session, runtime.config_cache, company_id, linked, knowledge=True)
+        await outbox.record(session, company_id, "knowledge.document.ready",
+                            {"source_id": source_id, "chunk_count": chunk_count, "embedding_model": model})
 
 
 async def _discard(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID, set_id: uuid.UUID) -> None:
@@ -131,6 +134,8 @@ async def _discard(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUID
         await session.execute(update(KnowledgeSource).where(
             KnowledgeSource.id == source_id, KnowledgeSource.company_id == company_id).values(
             status="ready" if live else "failed"))
+        await outbox.record(session, company_id, "knowledge.document.failed",
+                            {"source_id": source_id, "previous_index_kept": live is not None})
 
 
 async def build_chunk_set(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UUID, chunks: list[Chunk],
