@@ -33,7 +33,7 @@ CORTEX = [sys.executable, "-m", "cortex.cli"]
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
 # Operations that would end the run's own authentication, or whose job is to wait on the network.
-EXCLUDED_PATHS = ["/portal/api/logout"]
+EXCLUDED_PATHS = ["/portal/api/logout", "/v1/events/stream"]
 
 
 def free_port() -> int:
@@ -176,7 +176,7 @@ def seed(server: CortexServer) -> Seeds:
 # Body fields holding a URL Cortex would fetch or call: always a closed loopback port.
 URL_FIELDS = ("url", "webhook_url")
 # Operations whose body names a URL to reach or an embedding model.
-OUTBOUND_OPERATIONS = "^/v1/(knowledge|actions)"
+OUTBOUND_OPERATIONS = "^/v1/(knowledge|actions|webhooks)"
 # Embedding models whose calls stay on this machine: local, or OpenAI-compatible at the closed port.
 LOCAL_EMBEDDING_MODELS = ("minilm", "openai")
 

@@ -58,9 +58,9 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
 
     settings = Settings()
     if workers > 1 and not settings.redis_url:
-        # Each worker would keep its own rate-limit counts, revoked-key cache and live-event streams.
+        # Each worker would keep its own rate-limit counts and revoked-key cache.
         err.print(f"[red]--workers {workers} needs REDIS_URL:[/] without it every worker keeps its own rate "
-                  "limits, key cache and live events; set REDIS_URL or run one worker")
+                  "limits and key cache; set REDIS_URL or run one worker")
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:

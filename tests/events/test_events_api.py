@@ -184,6 +184,7 @@ async def test_another_companys_webhook_is_not_found(client: httpx.AsyncClient, 
     {}, {"url": "ftp://example.com/x"}, {"url": "http://127.0.0.1:9/x", "event_types": ["no.such.type"]},
     {"url": "http://127.0.0.1:9/x", "event_types": []}, {"url": "http://127.0.0.1:9/x", "secret": "mine"},
     {"url": "http://127.0.0.1:9/x", "description": "x" * 501}, {"url": "http://127.0.0.1:9/x", "enabled": "maybe"},
+    {"url": "http://[::1/x"},
 ])
 async def test_a_bad_webhook_body_is_a_422(client: httpx.AsyncClient, tenant: Tenant, body: dict[str, Any]) -> None:
     response = await client.post("/v1/webhooks", json=body, headers=tenant.headers)

@@ -90,7 +90,7 @@ class WebhookSender:
                 return Outcome(response.status_code, elapsed(),
                                bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", errors="replace"), None,
                                retry_after(response.headers.get("retry-after"), datetime.now(UTC)))
-        except BlockedUrl as exc:
+        except (BlockedUrl, httpx.InvalidURL, ValueError) as exc:
             return Outcome(None, elapsed(), None, f"refused: {exc}", None)
         except httpx.TimeoutException:
             return Outcome(None, elapsed(), None, "timed out", None)

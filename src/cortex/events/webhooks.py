@@ -42,6 +42,8 @@ async def _check_url(runtime: Runtime, url: str) -> None:
         await check_url(url, allow_private=runtime.settings.allow_private_webhooks)
     except BlockedUrl as exc:
         raise InvalidInput("url", str(exc)) from None
+    except ValueError:  # urlsplit's own complaints (a broken IPv6 literal, ...)
+        raise InvalidInput("url", "not a valid URL") from None
 
 
 async def get_endpoint(session: AsyncSession, company_id: uuid.UUID, webhook_id: uuid.UUID, *,
