@@ -22,7 +22,7 @@ from cortex.db.migrate import upgrade_async
 from cortex.embeddings.embedder import Embedder
 from cortex.events import tasks as event_tasks
 from cortex.events.delivery import SENDER, WebhookSender
-from cortex.events.endpoints import events_router, webhooks_router
+from cortex.events.endpoints import events_router, webhooks_router, ws_router
 from cortex.events.stream import HUB, EventHub
 from cortex.health.endpoints import health_router
 from cortex.jobs.system import JOBS, JobSystem, job_system
@@ -67,6 +67,7 @@ ROUTERS = [
     cache_router,
     events_router,
     webhooks_router,
+    ws_router,
 ]
 
 # Routes that take a multipart file: their bodies may be as large as CORTEX_INGEST_MAX_FILE_BYTES.

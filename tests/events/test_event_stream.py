@@ -153,3 +153,39 @@ async def test_a_token_dies_with_its_key(server: str, runtime: Runtime, client: 
                                  headers={"Authorization": f"Bearer {key['key']}"})).json()["token"]
         assert (await client.delete(f"/v1/keys/{key['id']}", headers=tenant.headers)).status_code == 200
         assert (await http.get("/v1/events/stream", params={"token": token})).status_code == 401
+
+
+async def next_message(socket: Any, *, pings: bool = False) -> dict[str, Any]:
+    async with asyncio.timeout(5):
+        while True:
+            message: dict[str, Any] = json.loads(await socket.recv())
+            if pings or message != {"type": "ping"}:
+                return message
+
+
+async def test_the_websocket_carries_the_same_events(server: str, runtime: Runtime, tenant: Tenant,
+                                                     other_tenant: Tenant) -> None:
+    from websockets.asyncio.client import connect
+
+    ws_url = server.replace("http://", "ws://") + "/v1/ws"
+    async with connect(ws_url, additional_headers=tenant.headers) as socket:
+        ids = await record(runtime, tenant, 2)
+        await record(runtime, other_tenant, 1)
+        received = [await next_message(socket) for _ in range(2)]
+        assert [m["id"] for m in received] == ids and received[0]["type"] == "cache.flushed"
+        assert await next_message(socket, pings=True) == {"type": "ping"}
+    async with httpx.AsyncClient(base_url=server) as http:
+        token = (await http.post("/v1/events/stream-token", headers=tenant.headers)).json()["token"]
+    async with connect(f"{ws_url}?token={token}&after={ids[0]}") as socket:
+        assert (await next_message(socket))["id"] == ids[1]
+    for query, code in [("?token=nope", 4401), ("", 4401), (f"?after={ids[0]}&token={token}x", 4401)]:
+        async with connect(ws_url + query) as socket:
+            await asyncio.wait_for(socket.wait_closed(), 5)
+            assert socket.close_code == code
+    key = await make_key(runtime, tenant.company_id, ["chat"])
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"}) as socket:
+        await asyncio.wait_for(socket.wait_closed(), 5)
+        assert socket.close_code == 4403
+    async with connect(f"{ws_url}?after={ids[0]}", additional_headers=other_tenant.headers) as socket:
+        await asyncio.wait_for(socket.wait_closed(), 5)
+        assert socket.close_code == 4404

@@ -1,16 +1,20 @@
-"""/v1/events (list, live stream, stream tokens) and /v1/webhooks (endpoints, deliveries): thin routers."""
+"""/v1/events (list, live stream, stream tokens), /v1/ws (the stream over a WebSocket) and /v1/webhooks
+(endpoints, deliveries): thin routers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
+from starlette.requests import HTTPConnection
 
 from cortex.auth import api_keys
-from cortex.auth.deps import ApiKeyAuth, EventsAuth, WebhooksAuth
+from cortex.auth.deps import EventsAuth, WebhooksAuth, authenticate_api_key
 from cortex.db.models import ApiKey
 from cortex.events import repository, stream, webhooks
 from cortex.events.outbox import EVENT_TYPES
@@ -25,11 +29,13 @@ from cortex.events.schemas import (
     WebhookUpdate,
 )
 from cortex.kit.deps import RuntimeDep, SessionDep
-from cortex.kit.errors import Forbidden, InvalidQuery, Unauthorized
+from cortex.kit.errors import CortexError, Forbidden, InvalidQuery, Unauthorized
 from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.runtime import Runtime
 
 events_router = APIRouter(prefix="/v1/events", tags=["events"])
 webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+ws_router = APIRouter(tags=["events"])
 
 TypeFilter = Annotated[list[Annotated[str, Query(max_length=64)]] | None,
                        Query(alias="type", description="Only these types (repeat the parameter or comma-separate).")]
@@ -58,12 +64,15 @@ async def stream_token(principal: EventsAuth, runtime: RuntimeDep) -> StreamToke
     return StreamToken(token=token, expires_at=expires_at)
 
 
-async def stream_company(request: Request, runtime: RuntimeDep,
-                         token: Annotated[str | None, Query(max_length=4096)] = None) -> uuid.UUID:
-    """An API key with the `events` scope, or (for EventSource, which sends no headers) a stream token
-    whose key is still live and still holds the scope."""
-    if token is None or request.headers.get("authorization"):
-        return (await ApiKeyAuth("events")(request, runtime)).company_id
+async def _stream_company(connection: HTTPConnection, runtime: Runtime, token: str | None) -> uuid.UUID:
+    """An API key with the `events` scope, or (for EventSource and browser WebSockets, which send no
+    headers) a stream token whose key is still live and still holds the scope."""
+    if token is None or connection.headers.get("authorization"):
+        # The key check reads only the headers and the connection's state, which a WebSocket has too.
+        principal = await authenticate_api_key(cast(Request, connection), runtime)
+        if not api_keys.has_scope(list(principal.scopes), "events"):
+            raise Forbidden("this API key lacks the 'events' scope")
+        return principal.company_id
     claims = stream.read_stream_token(runtime, token)
     if claims is None:
         raise Unauthorized("invalid or expired stream token")
@@ -78,6 +87,17 @@ async def stream_company(request: Request, runtime: RuntimeDep,
     return company_id
 
 
+async def stream_company(request: Request, runtime: RuntimeDep,
+                         token: Annotated[str | None, Query(max_length=4096)] = None) -> uuid.UUID:
+    return await _stream_company(request, runtime, token)
+
+
+async def _start(runtime: Runtime, company_id: uuid.UUID, resume: uuid.UUID | None) -> repository.Position | None:
+    async with runtime.database.session() as session:
+        return (await repository.position_of(session, company_id, resume) if resume
+                else await repository.latest_position(session, company_id))
+
+
 @events_router.get("/stream", response_class=StreamingResponse,
                    responses={200: {"content": {"text/event-stream": {}}}})
 async def event_stream(runtime: RuntimeDep, company_id: Annotated[uuid.UUID, Depends(stream_company)],
@@ -86,10 +106,7 @@ async def event_stream(runtime: RuntimeDep, company_id: Annotated[uuid.UUID, Dep
                        last_event_id: Annotated[uuid.UUID | None, Header(alias="Last-Event-ID")] = None,
                        ) -> StreamingResponse:
     types = _types(type)
-    resume = last_event_id or after
-    async with runtime.database.session() as session:
-        start = (await repository.position_of(session, company_id, resume) if resume
-                 else await repository.latest_position(session, company_id))
+    start = await _start(runtime, company_id, last_event_id or after)
     return StreamingResponse(stream.sse(runtime, company_id, types, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -143,3 +160,40 @@ async def list_deliveries(webhook_id: uuid.UUID, principal: WebhooksAuth, sessio
 async def redeliver(webhook_id: uuid.UUID, delivery_id: uuid.UUID, principal: WebhooksAuth,
                     session: SessionDep) -> DeliveryPublic:
     return await webhooks.redeliver(session, principal.company_id, webhook_id, delivery_id)
+
+
+# Close codes of a refused WebSocket (after the handshake, so that a browser can read them): 4000 + HTTP status.
+_WS_CLOSE_BASE = 4000
+
+
+@ws_router.websocket("/v1/ws")
+async def events_websocket(websocket: WebSocket, type: TypeFilter = None,
+                           after: Annotated[uuid.UUID | None, Query()] = None,
+                           token: Annotated[str | None, Query(max_length=4096)] = None) -> None:
+    """The live events of GET /v1/events/stream over a WebSocket: each event as a JSON text message."""
+    runtime: Runtime = websocket.app.state.runtime
+    try:
+        company_id = await _stream_company(websocket, runtime, token)
+        types = _types(type)
+        # Before the handshake completes: every event committed after the client connected is sent.
+        start = await _start(runtime, company_id, after)
+    except CortexError as exc:
+        await websocket.accept()
+        await websocket.close(code=_WS_CLOSE_BASE + exc.status_code, reason=exc.detail[:120])
+        return
+    await websocket.accept()
+
+    async def send_events() -> None:
+        async for message in stream.websocket_messages(runtime, company_id, types, start):
+            await websocket.send_text(message)
+
+    sender = asyncio.create_task(send_events())
+    try:
+        while True:  # the client only ever closes; anything it sends is ignored
+            received = await websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                break
+    finally:
+        sender.cancel()
+        with suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await sender

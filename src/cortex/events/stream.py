@@ -125,15 +125,14 @@ def _frame(event: Event) -> bytes:
     return (f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(public.model_dump(mode='json'))}\n\n").encode()
 
 
-async def sse(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
-              start: Position | None) -> AsyncIterator[bytes]:
-    """The stream's body: events after `start` as they become visible, and `: ping` heartbeats."""
+async def follow(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+                 start: Position | None) -> AsyncIterator[Event | None]:
+    """The company's events after `start`, as they become visible, for ever; None when a heartbeat is due."""
     settings = runtime.settings
     loop = asyncio.get_running_loop()
     hub = event_hub(runtime)
     position = start
     async with hub.subscribe(company_id) as waiter:
-        yield b": connected\n\n"
         last_sent = loop.time()
         woken = True
         while True:
@@ -141,7 +140,7 @@ async def sse(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | No
             async with runtime.database.session() as session:
                 batch = await repository.read_after(session, company_id, types, position, BATCH)
             for event in batch:
-                yield _frame(event)
+                yield event
                 position = Position(event.txid, event.seq)
             if batch:
                 last_sent = loop.time()
@@ -158,5 +157,23 @@ async def sse(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | No
                 woken = False
                 await hub.ensure_listening()
             if loop.time() - last_sent >= settings.events_stream_heartbeat_seconds:
-                yield b": ping\n\n"
+                yield None
                 last_sent = loop.time()
+
+
+async def sse(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+              start: Position | None) -> AsyncIterator[bytes]:
+    """The SSE body: an `id:`/`event:`/`data:` frame per event, `: ping` comments as heartbeats."""
+    yield b": connected\n\n"
+    async for event in follow(runtime, company_id, types, start):
+        yield b": ping\n\n" if event is None else _frame(event)
+
+
+async def websocket_messages(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+                             start: Position | None) -> AsyncIterator[str]:
+    """The WebSocket's text messages: each event as JSON, and `{"type": "ping"}` as heartbeats."""
+    async for event in follow(runtime, company_id, types, start):
+        if event is None:
+            yield '{"type":"ping"}'
+        else:
+            yield json.dumps(repository.to_public(event).model_dump(mode="json"))
