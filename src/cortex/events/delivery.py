@@ -169,6 +169,9 @@ async def _record(runtime: Runtime, delivery_id: uuid.UUID, token: uuid.UUID, at
         if delivery.job_token != token or delivery.status != "pending":
             return  # redelivered meanwhile: the newer job decides what follows
         now = datetime.now(UTC)
+        if not endpoint.enabled and not outcome.succeeded:  # disabled while this attempt was under way
+            delivery.status, delivery.next_attempt_at = "cancelled", None
+            return
         if outcome.succeeded:
             delivery.status, delivery.next_attempt_at = "delivered", None
             endpoint.failing_since = None
