@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,8 @@ class Call:
         return json.loads(self.body) if self.body else None
 
 
-Answer = Callable[[Call], Response]
+# An answer may be a coroutine function too (a slow endpoint that sleeps without blocking the server).
+Answer = Callable[[Call], Response | Awaitable[Response]]
 
 
 def ok_json(call: Call) -> Response:
@@ -60,7 +62,8 @@ class WebhookTarget:
         call = Call(request.method, request.url.path, raw_path, dict(request.query_params), dict(request.headers),
                     await request.body())
         self.calls.append(call)
-        return self.answer(call)
+        answer = self.answer(call)
+        return await answer if inspect.isawaitable(answer) else answer
 
     def start(self) -> WebhookTarget:
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])

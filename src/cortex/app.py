@@ -20,7 +20,12 @@ from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
 from cortex.embeddings.embedder import Embedder
+from cortex.events import tasks as event_tasks
+from cortex.events.delivery import SENDER, WebhookSender
+from cortex.events.endpoints import events_router, webhooks_router, ws_router
+from cortex.events.stream import HUB, EventHub
 from cortex.health.endpoints import health_router
+from cortex.jobs.system import JOBS, JobSystem, job_system
 from cortex.kit.body_limit import BodyLimitMiddleware
 from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
@@ -61,6 +66,9 @@ ROUTERS = [
     metrics_router,
     memory_router,
     cache_router,
+    events_router,
+    webhooks_router,
+    ws_router,
 ]
 
 # Routes that take a multipart file: their bodies may be as large as CORTEX_INGEST_MAX_FILE_BYTES.
@@ -113,6 +121,10 @@ def wire_components(runtime: Runtime) -> None:
     runtime.components[MEMORY] = MemoryComponent(runtime)
     runtime.components[SEMANTIC_CACHE] = SemanticCache(runtime)
     runtime.components[KNOWLEDGE] = KnowledgeComponent(runtime)
+    runtime.components[SENDER] = WebhookSender(runtime)
+    runtime.components[HUB] = EventHub(runtime)
+    # Last, so closed first: the worker finishes (or hands back) its jobs while everything they use is open.
+    runtime.components[JOBS] = JobSystem(runtime, [event_tasks.register])
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -133,6 +145,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             count_tokens(None, text="warm up")  # loads the tokenizer now rather than on the first chat
         # A serving worker also resumes knowledge jobs whose worker died; a command-line runtime does not.
         knowledge_component(built).serve()
+        if built.settings.jobs_in_serve:
+            job_system(built).serve()
         try:
             yield
         finally:

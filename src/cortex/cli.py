@@ -1,4 +1,4 @@
-"""The `cortex` command: serve, demo, keys, users, db, ingest."""
+"""The `cortex` command: serve, worker, demo, keys, users, db, ingest."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
 
     settings = Settings()
     if workers > 1 and not settings.redis_url:
-        # Each worker would keep its own rate-limit counts, revoked-key cache and live-event streams.
+        # Each worker would keep its own rate-limit counts and revoked-key cache.
         err.print(f"[red]--workers {workers} needs REDIS_URL:[/] without it every worker keeps its own rate "
-                  "limits, key cache and live events; set REDIS_URL or run one worker")
+                  "limits and key cache; set REDIS_URL or run one worker")
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:
@@ -73,6 +73,27 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
     # log_config=None: uvicorn keeps our JSON handler; the access line comes from our middleware.
     uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=None, access_log=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run the job worker alone (webhook deliveries, event pruning) until SIGINT or SIGTERM."""
+    from cortex.app import build_runtime, close_runtime
+    from cortex.jobs.system import job_system
+    from cortex.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def run() -> None:
+        runtime = await build_runtime(settings)
+        try:
+            # SIGINT/SIGTERM stop it gracefully: running jobs finish or are handed back to the queue.
+            await job_system(runtime).run_worker(install_signal_handlers=True)
+        finally:
+            await close_runtime(runtime)
+
+    asyncio.run(run())
 
 
 def _prepare_multiprocess_metrics(settings: Settings) -> None:

@@ -70,6 +70,30 @@ class Settings(BaseSettings):
     ingest_url_max_bytes: int = 10_000_000
     ingest_url_timeout_seconds: float = 20.0
 
+    # The durable job system (cortex.jobs): a worker inside `cortex serve` unless turned off here, and
+    # how a worker shares out, stops and notices dead peers.
+    jobs_in_serve: bool = True
+    jobs_concurrency: int = Field(default=10, ge=1, le=200)
+    jobs_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    jobs_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    jobs_stalled_after_seconds: float = Field(default=30.0, gt=0)
+    jobs_poll_seconds: float = Field(default=5.0, gt=0)
+
+    # Events (cortex.events): how long they are kept, and the live stream's token, heartbeat and polling.
+    events_retention_days: int = Field(default=30, ge=1)
+    events_stream_token_seconds: int = Field(default=300, ge=10, le=3600)
+    events_stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    events_stream_poll_seconds: float = Field(default=5.0, gt=0)
+
+    # Outgoing webhooks: the first attempt is immediate, then one retry after each of these waits; the
+    # request timeout; how long an endpoint may fail without a success before it is disabled; and how
+    # long a rotated-out secret keeps signing.
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 86400], max_length=50)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    webhook_disable_after_seconds: float = Field(default=5 * 86400, gt=0)
+    webhook_secret_overlap_seconds: float = Field(default=86400, ge=0)
+
     @field_validator("database_url", "redis_url", "model_speed", "model_nano", "model_sonnet",
                      "model_complex", "model_search", "secret_key", "llm_api_base", "llm_api_key",
                      "metrics_token", "otel_exporter_otlp_endpoint", mode="before")

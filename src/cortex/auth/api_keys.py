@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 KEY_PREFIX = "ctx_"
-SCOPES = ("chat", "agents", "knowledge", "memory", "cache", "keys", "metrics", "*")
+SCOPES = ("chat", "agents", "knowledge", "memory", "cache", "keys", "metrics", "events", "webhooks", "*")
 
 
 def generate_key() -> str:

@@ -121,6 +121,8 @@ MemoryAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("memory"))]
 CacheAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("cache"))]
 KeysAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("keys"))]
 MetricsAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("metrics"))]
+EventsAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("events"))]
+WebhooksAuth = Annotated[ApiPrincipal, Depends(ApiKeyAuth("webhooks"))]
 
 
 async def _session_is_active(runtime: Runtime, claims: PortalClaims) -> bool:

@@ -14,6 +14,7 @@ from cortex.auth.key_powers import KeyPowers, KeyTerms
 from cortex.auth.passwords import hash_password, verify_password
 from cortex.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cortex.db.models import ApiKey, Company, User
+from cortex.events import outbox
 from cortex.kit.errors import Conflict, NotFound, Unauthorized
 from cortex.kit.pagination import Page, PageParams, paginate
 
@@ -82,6 +83,9 @@ async def create_api_key(
             raise Unauthorized("the company or user behind these credentials no longer exists") from None
         raise
     await session.refresh(key)
+    await outbox.record(session, company_id, "api_key.created", {
+        "key_id": key.id, "name": key.name, "key_prefix": key.key_prefix, "scopes": key.scopes,
+        "created_by_user_id": created_by})
     return ApiKeyCreated(id=key.id, key=raw, key_prefix=key.key_prefix, name=key.name, scopes=key.scopes,
                          expires_at=key.expires_at, created_at=key.created_at,
                          rate_limit_per_minute=key.rate_limit_per_minute)
@@ -111,6 +115,8 @@ async def revoke_api_key(session: AsyncSession, company_id: uuid.UUID, key_id: u
         powers.check_revoke(key)
     key.revoked_at = func.now()
     await session.flush()
+    await outbox.record(session, company_id, "api_key.revoked",
+                        {"key_id": key.id, "name": key.name, "key_prefix": key.key_prefix})
     return key
 
 

@@ -28,6 +28,7 @@ from cortex.cache import guards
 from cortex.cache.guards import ALL_GUARDS, GuardSet, normalize
 from cortex.cache.index import Candidate, Row, ScopeIndex, ScopeKey, epoch, now
 from cortex.db.models import Agent, Customer, SemanticCacheEntry
+from cortex.events import outbox
 from cortex.kit.runtime import Runtime
 from cortex.memory import repository as memory_repository
 from cortex.pipeline.background import BackgroundTasks
@@ -431,15 +432,19 @@ class SemanticCache:
         statement = delete(SemanticCacheEntry).where(SemanticCacheEntry.company_id == company_id)
         if agent_id is not None:
             statement = statement.where(SemanticCacheEntry.agent_id == agent_id)
-        return await self._delete(statement)
+        return await self._delete(statement, flushed=(company_id, agent_id))
 
     async def forget_customer(self, *, company_id: uuid.UUID, customer_id: str) -> int:
         return await self._delete(delete(SemanticCacheEntry).where(SemanticCacheEntry.company_id == company_id,
                                                                    SemanticCacheEntry.customer_id == customer_id))
 
-    async def _delete(self, statement: Any) -> int:
+    async def _delete(self, statement: Any, flushed: tuple[uuid.UUID, uuid.UUID | None] | None = None) -> int:
+        """`flushed`: (company, agent or None) when this is a flush, which writes its `cache.flushed` event."""
         async with self.runtime.database.session() as session:
             agent_ids = list((await session.scalars(statement.returning(SemanticCacheEntry.agent_id))).all())
+            if flushed is not None:
+                await outbox.record(session, flushed[0], "cache.flushed",
+                                    {"agent_id": flushed[1], "entries_deleted": len(agent_ids)})
         await self._changed(agent_ids, deleted=True)
         return len(agent_ids)
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cortex.conversations import turn_events
 from cortex.db.models import Conversation, Message
 from cortex.kit.errors import InvalidInput
 from cortex.pipeline.ports import HistoryTurn
@@ -28,8 +29,8 @@ async def open_conversation(session: AsyncSession, *, company_id: uuid.UUID, age
 
 
 async def _claim(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid.UUID, conversation_id: uuid.UUID,
-                 customer_id: str, channel: str) -> None:
-    """Creates the conversation or touches it, in one statement that also decides whose it is.
+                 customer_id: str, channel: str) -> bool:
+    """Creates the conversation or touches it, in one statement that also decides whose it is; True if created.
 
     Concurrent first messages on a new id from two customers meet here: PostgreSQL lets one insert
     and makes the others wait for its commit, then see its customer. The row stays locked until this
@@ -43,9 +44,11 @@ async def _claim(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid
         # A hand-over between agents continues the same thread.
         set_={"agent_id": statement.excluded.agent_id, "updated_at": func.now()},
         where=CONVERSATIONS.c.customer_id == statement.excluded.customer_id,
-    ).returning(CONVERSATIONS.c.id))).first()
+    # xmax is 0 only on a row this statement inserted (an updated row carries this transaction's id).
+    ).returning(CONVERSATIONS.c.id, literal_column("xmax = 0").label("created")))).first()
     if claimed is None:
         raise InvalidInput("conversation_id", "this conversation belongs to another customer")
+    return bool(claimed.created)
 
 
 async def check_conversation(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
@@ -79,8 +82,8 @@ async def store_turn(session: AsyncSession, turn: CustomerTurn, *, status: str, 
     stored. Core statements, not ORM units of work: this runs on every chat, and a cache hit stores
     its whole turn here in one transaction of two statements.
     """
-    await _claim(session, company_id=turn.company_id, agent_id=turn.agent_id, conversation_id=turn.conversation_id,
-                 customer_id=turn.customer_id, channel=turn.channel)
+    created = await _claim(session, company_id=turn.company_id, agent_id=turn.agent_id,
+                           conversation_id=turn.conversation_id, customer_id=turn.customer_id, channel=turn.channel)
     rows = [_message_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
                          turn.request_id, message_id=turn.message_id, role="customer", content=turn.content,
                          status=status, error=error, metadata=turn.metadata, created_at=func.now())]
@@ -91,6 +94,14 @@ async def store_turn(session: AsyncSession, turn: CustomerTurn, *, status: str, 
         rows.append(_reply_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
                                turn.request_id, reply_id, reply, created_at=func.clock_timestamp()))
     await session.execute(insert(MESSAGES).values(rows))
+    if created:
+        await turn_events.conversation_created(session, turn)
+    await turn_events.message_received(session, turn)
+    if status == "failed":
+        await turn_events.message_failed(session, turn.company_id, turn.conversation_id, turn.message_id, error or "")
+    if reply is not None:
+        assert reply_id is not None
+        await turn_events.reply_stored(session, turn, reply_id, reply)
 
 
 def _message_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str,
@@ -191,13 +202,16 @@ async def store_reply(session: AsyncSession, turn: CustomerTurn, reply_id: uuid.
     await session.execute(update(Conversation).where(Conversation.id == turn.conversation_id,
                                                      Conversation.company_id == turn.company_id)
                           .values(updated_at=func.now()))
+    await turn_events.reply_stored(session, turn, reply_id, record)
 
 
 async def mark_failed(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID, error: str) -> None:
-    await session.execute(
+    failed = (await session.execute(
         update(Message).where(Message.id == message_id, Message.company_id == company_id)
-        .values(status="failed", error=error[:2000])
-    )
+        .values(status="failed", error=error[:2000]).returning(Message.conversation_id)
+    )).first()
+    if failed is not None:
+        await turn_events.message_failed(session, company_id, failed.conversation_id, message_id, error[:2000])
 
 
 async def append_tool_calls(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID,
@@ -208,3 +222,4 @@ async def append_tool_calls(session: AsyncSession, *, company_id: uuid.UUID, mes
         return
     message.tool_calls = [*message.tool_calls, *calls]
     message.actions_executed = [*message.actions_executed, *names]
+    await turn_events.actions_recorded(session, company_id, message.conversation_id, message_id, calls)

@@ -70,6 +70,13 @@ class InvalidInput(CortexError):
         return {"detail": [{"loc": loc, "msg": self.detail, "type": "value_error"}]}
 
 
+class InvalidQuery(InvalidInput):
+    """A query parameter that its type alone could not check."""
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": [{"loc": ["query", self.field], "msg": self.detail, "type": "value_error"}]}
+
+
 class ConfigurationError(CortexError):
     """The agent's own configuration is unusable (e.g. its prompt template does not render)."""
 

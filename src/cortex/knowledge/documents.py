@@ -72,6 +72,15 @@ async def set_status(runtime: Runtime, document_id: uuid.UUID, status: DocumentS
             status=status, error=error[:_MAX_ERROR] if error else None, updated_at=func.now()))
 
 
+async def mark_failed(session: AsyncSession, document_id: uuid.UUID, error: str) -> KnowledgeDocument | None:
+    """The document, now `failed` with `error`; None when it was deleted meanwhile."""
+    document = await session.scalar(select(KnowledgeDocument).where(KnowledgeDocument.id == document_id))
+    if document is not None:
+        document.status, document.error, document.updated_at = "failed", error[:_MAX_ERROR], func.now()
+        await session.flush()
+    return document
+
+
 async def list_documents(session: AsyncSession, company_id: uuid.UUID, source_id: uuid.UUID, params: PageParams,
                          status: DocumentStatus | None = None) -> Page[KnowledgeDocumentPublic]:
     source = await session.scalar(select(KnowledgeSource.id).where(KnowledgeSource.id == source_id,

@@ -28,6 +28,7 @@ from cortex.agents import service as agents
 from cortex.db.models import KnowledgeChunk, KnowledgeChunkSet, KnowledgeDocument, KnowledgeSource
 from cortex.embeddings.errors import EmbeddingFailed
 from cortex.embeddings.models import EmbeddingModelSpec
+from cortex.events import outbox
 from cortex.kit.runtime import Runtime
 from cortex.knowledge import documents as knowledge_documents
 from cortex.knowledge.chunking import Chunk, Chunker, SourceDocument
@@ -155,6 +156,9 @@ async def _activate(runtime: Runtime, company_id: uuid.UUID, source_id: uuid.UUI
             document.chunk_count, document.embedding_model = item.chunk_count, model
             if content_sha256 is not None:
                 document.content_sha256 = content_sha256
+            await outbox.record(session, company_id, "knowledge.document.ready", {
+                "document_id": document.id, "source_id": source_id, "name": document.name[:300],
+                "chunk_count": item.chunk_count, "embedding_model": model})
         # Sets left half-built by a worker that died mid-ingestion.
         await session.execute(delete(KnowledgeChunkSet).where(
             KnowledgeChunkSet.source_id == source_id, KnowledgeChunkSet.status == "building",
@@ -366,6 +370,12 @@ async def reembed(runtime: Runtime, *, company_id: uuid.UUID, source_id: uuid.UU
 
 
 async def fail_document(runtime: Runtime, document_id: uuid.UUID, error: str) -> None:
-    """The document's ingestion failed: it says why; its live chunks (if any) stay searchable."""
-    await knowledge_documents.set_status(runtime, document_id, "failed", error)
+    """The document's ingestion failed: it says why, and a `knowledge.document.failed` event says so in the
+    same transaction; its live chunks (if any) stay searchable."""
+    async with runtime.database.session() as session:
+        document = await knowledge_documents.mark_failed(session, document_id, error)
+        if document is not None:
+            await outbox.record(session, document.company_id, "knowledge.document.failed", {
+                "document_id": document.id, "source_id": document.source_id, "name": document.name[:300],
+                "previous_index_kept": document.chunk_count > 0, "error": error[:500]})
 

@@ -27,6 +27,7 @@ from cortex.db.models import (
     Message,
 )
 from cortex.db.models import MemoryFact as FactRow
+from cortex.events import outbox
 from cortex.memory.concepts import concepts_of, fact_concepts
 from cortex.pipeline.token_optimizer import count
 
@@ -177,6 +178,13 @@ async def store_fact(session: AsyncSession, *, company_id: uuid.UUID, customer_i
     for old in same_subject:
         old.superseded_by, old.superseded_at = row.id, now
     await session.flush()
+    # Ids and the category only: the fact's text stays out of events and webhooks.
+    about = {"customer_id": customer_id, "agent_id": new.agent_id}
+    await outbox.record(session, company_id, "memory.fact.created",
+                        {"fact_id": row.id, **about, "category": new.category, "source": new.source})
+    for old in same_subject:
+        await outbox.record(session, company_id, "memory.fact.superseded",
+                            {"fact_id": old.id, "superseded_by": row.id, **about})
     return StoreOutcome(row.id, "created", tuple(old.id for old in same_subject))
 
 

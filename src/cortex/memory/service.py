@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.auth.deps import ApiPrincipal
 from cortex.db.models import Agent, ApiKey, MemoryAuditRecord
+from cortex.events import outbox
+from cortex.events import repository as event_repository
 from cortex.kit.errors import NotFound
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.service import knowledge_component
@@ -112,6 +114,12 @@ async def forget_customer(session: AsyncSession, runtime: Runtime, principal: Ap
                 "cache_entries": cached})
     session.add(record)
     await session.flush()
+    # The customer's own events go too (message.* ones hold their words); the event of the forgetting names
+    # the customer by the audit log's one-way reference only.
+    await event_repository.forget_customer(session, company_id, customer_id)
+    await outbox.record(session, company_id, "customer.forgotten", {
+        "customer_ref": record.customer_ref, "audit_id": record.id, "facts_deleted": counts.facts,
+        "messages_deleted": counts.messages, "conversations_deleted": counts.conversations})
     return CustomerForgotten(customer_id=customer_id, company_id=company_id, facts_deleted=counts.facts,
                              messages_deleted=counts.messages, conversations_deleted=counts.conversations,
                              cache_entries_deleted=cached, audit_id=record.id)
