@@ -24,6 +24,8 @@ UNSTORABLE_TEXT_STATES = frozenset({"22021", "22P05"})
 class CortexError(Exception):
     status_code = 400
     default_detail = "bad request"
+    # A stable machine-readable name for the error (stream `error` events, the OpenAI-shaped body).
+    code = "bad_request"
 
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
@@ -35,11 +37,13 @@ class CortexError(Exception):
 
 class NotFound(CortexError):
     status_code = 404
+    code = "not_found"
     default_detail = "not found"
 
 
 class Unauthorized(CortexError):
     status_code = 401
+    code = "unauthorized"
     default_detail = "not authenticated"
 
     def __init__(self, detail: str | None = None) -> None:
@@ -48,11 +52,13 @@ class Unauthorized(CortexError):
 
 class Forbidden(CortexError):
     status_code = 403
+    code = "forbidden"
     default_detail = "forbidden"
 
 
 class Conflict(CortexError):
     status_code = 409
+    code = "conflict"
     default_detail = "conflict"
 
 
@@ -60,6 +66,7 @@ class InvalidInput(CortexError):
     """A semantic validation failure that Pydantic could not see (reported like a 422 from FastAPI)."""
 
     status_code = 422
+    code = "invalid_input"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -74,11 +81,13 @@ class ConfigurationError(CortexError):
     """The agent's own configuration is unusable (e.g. its prompt template does not render)."""
 
     status_code = 422
+    code = "configuration_error"
     default_detail = "agent configuration error"
 
 
 class RateLimited(CortexError):
     status_code = 429
+    code = "rate_limited"
     default_detail = "rate limit exceeded"
 
 
@@ -86,17 +95,24 @@ class BadGateway(CortexError):
     """An upstream service answered, but with an error or with something unusable."""
 
     status_code = 502
+    code = "bad_gateway"
     default_detail = "bad answer from an upstream service"
 
 
 class ServiceUnavailable(CortexError):
     status_code = 503
+    code = "service_unavailable"
     default_detail = "service unavailable"
 
 
 class GatewayTimeout(CortexError):
     status_code = 504
+    code = "gateway_timeout"
     default_detail = "upstream timed out"
+
+
+def error_code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, CortexError) else "internal_error"
 
 
 def request_id_of(request: Request) -> str:

@@ -1,0 +1,44 @@
+"""idempotency keys (a retried chat is one turn) and agent slugs (the `model` name of the OpenAI-compatible API)
+
+Revision ID: 0013
+Revises: 0008_job_leases
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0013"
+down_revision: str | Sequence[str] | None = "0008_job_leases"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("agents", sa.Column("slug", sa.String(length=64), nullable=True))
+    # NULLs are distinct: agents without a slug do not collide.
+    op.create_index("uq_agents_company_slug", "agents", ["company_id", "slug"], unique=True)
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("company_id", sa.UUID(), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False, server_default="pending"),
+        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["company_id"], ["companies.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("company_id", "key"),
+    )
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
+    op.drop_index("uq_agents_company_slug", table_name="agents")
+    op.drop_column("agents", "slug")
