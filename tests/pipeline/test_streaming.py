@@ -150,10 +150,10 @@ async def test_a_client_that_hangs_up_after_the_first_delta_still_gets_its_turn_
 async def test_heartbeats_are_comment_lines_while_the_turn_is_quiet(
         client: httpx.AsyncClient, tenant: Tenant, live: LiveCortex, live_llm: ScriptedLLM) -> None:
     agent = await create_agent(client, tenant)
-    live_llm.queue(Reply(text="finally here", delay_seconds=0.7))
+    live_llm.script = lambda body: Reply(text="finally here", delay_seconds=0.8)
     settings = live.runtime.settings
     saved = settings.stream_heartbeat_seconds
-    settings.stream_heartbeat_seconds = 0.2
+    settings.stream_heartbeat_seconds = 0.1
     try:
         async with httpx.AsyncClient(base_url=live.base_url, headers=tenant.headers, timeout=30) as http, \
                 http.stream("POST", "/v1/chat", json=_body(tenant, agent["id"], "Slow one")) as response:
@@ -161,6 +161,22 @@ async def test_heartbeats_are_comment_lines_while_the_turn_is_quiet(
     finally:
         settings.stream_heartbeat_seconds = saved
     assert response.status_code == 200
-    assert lines.count(": ping") >= 1
+    assert lines.count(": ping") >= 1, lines
     data = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
     assert all("event" in item for item in data) and data[-1]["event"] == "done"
+
+
+async def test_a_cache_hit_streams_one_delta_then_done(
+        client: httpx.AsyncClient, tenant: Tenant, live: LiveCortex, live_llm: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant)
+    live_llm.queue(Reply(text="Parcels arrive within three days."))
+    _, first = await _events(live, tenant, _body(tenant, agent["id"], "How long does delivery take?"))
+    assert first[-1][1]["cached"] is False
+    live.settle()
+    calls = len(live_llm.requests)
+    _, events = await _events(live, tenant, {**_body(tenant, agent["id"], "how long does delivery take"),
+                                             "customer_id": "customer-2"})
+    names = [data["event"] for _, data in events]
+    assert names.count("delta") == 1 and names[-2:] == ["delta", "done"]
+    assert events[-2][1]["text"] == "Parcels arrive within three days." and events[-1][1]["cached"] is True
+    assert len(live_llm.requests) == calls

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,8 @@ from cortex.pipeline.events import FINAL_EVENTS, TurnEvent, TurnEvents
 from cortex.pipeline.ports import HistoryTurn
 from cortex.pipeline.runner import ChatPipeline
 from cortex.pipeline.schemas import ChatRequest, ChatResponse
+
+logger = logging.getLogger(__name__)
 
 # Sent before the first byte of a stream; `X-Accel-Buffering` tells nginx not to hold it back.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -40,6 +43,14 @@ def done_body(response: ChatResponse, message_id: uuid.UUID | None) -> dict[str,
     return {**response.model_dump(mode="json"), "message_id": str(message_id) if message_id else None}
 
 
+async def _logged(step: Awaitable[None], what: str) -> None:
+    """The turn is stored either way: bookkeeping that fails after it is logged, not sent to the client."""
+    try:
+        await step
+    except Exception:
+        logger.exception("bookkeeping failed %s", what)
+
+
 class StreamedTurn:
     def __init__(self, events: TurnEvents, heartbeat_seconds: float) -> None:
         self.events = events
@@ -54,20 +65,20 @@ class StreamedTurn:
         options = TurnOptions(events=events, history=history, temperature=temperature, max_tokens=max_tokens)
 
         async def run() -> None:
+            # Whatever happens, the reader gets a final event: a stream never hangs on a turn that ended.
             try:
                 response = await pipeline.run(request, request_id, options)
             except (Exception, asyncio.CancelledError) as exc:
                 if on_failure is not None:
-                    await asyncio.shield(on_failure(exc))
+                    await _logged(asyncio.shield(on_failure(exc)), "after a failed streamed turn")
                 events.error(exc, request_id)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
             if not events.text_sent:  # a cache hit or an offline answer: the whole reply at once
                 events.delta(response.reply)
-            assert options.message_id is not None
-            if on_success is not None:
-                await on_success(response, options.message_id)
+            if on_success is not None and options.message_id is not None:
+                await _logged(on_success(response, options.message_id), "after a streamed turn")
             events.done(done_body(response, options.message_id))
 
         pipeline.background.spawn(run(), name=f"streamed-turn:{request_id}")

@@ -7,6 +7,7 @@ recorded under the key (`record`) and reads a replay back in its own form.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from cortex.pipeline.ports import PIPELINE, HistoryTurn
 from cortex.pipeline.runner import ChatPipeline
 from cortex.pipeline.schemas import ChatRequest, ChatResponse
 from cortex.pipeline.streaming import StreamedTurn
+
+logger = logging.getLogger(__name__)
 
 Record = Callable[[ChatResponse, uuid.UUID], dict[str, Any]]
 
@@ -68,5 +71,8 @@ async def run_turn(runtime: Runtime, request: ChatRequest, request_id: str, *, s
         await asyncio.shield(failed(exc))
         raise
     assert options.message_id is not None
-    await succeeded(response, options.message_id)
+    try:
+        await succeeded(response, options.message_id)
+    except Exception:  # the turn is stored; a retry finds the claim pending (409) until its lease ends
+        logger.exception("could not record the reply under its Idempotency-Key")
     return Answered(response, options.message_id)
