@@ -16,7 +16,7 @@ from cortex.db.models import Conversation, Message
 from cortex.kit.runtime import Runtime
 from tests.live_cortex import LiveCortex
 from tests.scripted_llm import Reply, ScriptedLLM, ToolCall
-from tests.support import Tenant, create_action, create_agent
+from tests.support import Tenant, create_action, create_agent, make_key
 from tests.webhook_target import WebhookTarget
 
 
@@ -253,3 +253,15 @@ async def test_litellm_as_a_client_plain_and_streamed(
     with pytest.raises(litellm.NotFoundError):
         await litellm.acompletion(model="openai/no-such-agent", api_base=base, api_key=tenant.api_key,
                                   messages=[{"role": "user", "content": "hi"}], max_retries=0)
+
+
+async def test_a_rate_limited_key_gets_an_openai_shaped_429(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, live: LiveCortex) -> None:
+    slow_key = await make_key(runtime, tenant.company_id, ["chat"], rate_limit_per_minute=1)
+    sdk = openai.OpenAI(base_url=live.base_url + "/v1", api_key=slow_key, max_retries=0)
+    sdk.models.list()
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk.models.list()
+    error = limited.value
+    assert error.status_code == 429 and error.type == "rate_limit_error" and error.code == "rate_limit_exceeded"
+    assert error.response.headers["retry-after"] and error.request_id

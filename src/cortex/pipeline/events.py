@@ -61,6 +61,8 @@ class TurnEvents:
 
     async def next(self, timeout_seconds: float) -> TurnEvent | None:
         """The next event, or None when none came within `timeout_seconds`."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout_seconds)
         except TimeoutError:

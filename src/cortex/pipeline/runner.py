@@ -107,6 +107,8 @@ class ChatPipeline:
         await cache_check.check(ctx, runtime)
         if ctx.cache_hit is not None:
             ctx.reply, ctx.model_used = ctx.cache_hit.answer, CACHE_MODEL_NAME
+            if ctx.options.events is not None:  # the answer is known: a stream need not wait for the write
+                ctx.options.events.delta(ctx.reply)
             ctx.options.message_id = uuid.uuid4()
             async with runtime.database.session() as session:
                 await store.store_turn(session, turn, state, status="ok", reply_id=ctx.options.message_id,
