@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
@@ -18,11 +18,11 @@ from cortex.pipeline.streaming import STREAM_HEADERS
 openai_router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 ConversationHeader = Annotated[str | None, Header(alias="X-Cortex-Conversation-Id", max_length=64)]
-_STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "with `stream: true`: `chat.completion.chunk` events, then `data: [DONE]`"}}
 
 
-@openai_router.post("/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC)  # type: ignore[arg-type]
+@openai_router.post("/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC)
 async def create_chat_completion(body: CompletionCreate, request: Request, principal: ChatAuth, runtime: RuntimeDep,
                                  idempotency_key: IdempotencyKeyHeader = None,
                                  conversation_id: ConversationHeader = None) -> ChatCompletion | StreamingResponse:

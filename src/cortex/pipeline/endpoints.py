@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
@@ -19,11 +19,11 @@ from cortex.pipeline.turns import Answered, Idempotency, run_turn
 chat_router = APIRouter(prefix="/v1", tags=["chat"])
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
-_STREAM_DOC = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "with `stream: true`: server-sent events (step, delta, tool, done, error)"}}
 
 
-@chat_router.post("/chat", response_model=ChatResponse, responses=_STREAM_DOC)  # type: ignore[arg-type]
+@chat_router.post("/chat", response_model=ChatResponse, responses=_STREAM_DOC)
 async def chat(body: ChatRequest, request: Request, principal: ChatAuth, runtime: RuntimeDep,
                idempotency_key: IdempotencyKeyHeader = None) -> ChatResponse | StreamingResponse:
     principal.require_company(body.company_id)
