@@ -157,7 +157,8 @@ async def test_a_cache_hit_answers_plain_and_streamed(
 
 
 async def test_errors_have_the_openai_shape_and_status(
-        client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, live: LiveCortex) -> None:
+        client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, live: LiveCortex,
+        live_llm: ScriptedLLM) -> None:
     theirs = await create_agent(client, other_tenant, slug="theirs")
     with pytest.raises(openai.NotFoundError) as unknown:
         await _async(live, tenant).chat.completions.create(model=theirs["id"],
@@ -173,6 +174,13 @@ async def test_errors_have_the_openai_shape_and_status(
     with pytest.raises(openai.UnprocessableEntityError) as invalid:
         await _async(live, tenant).chat.completions.create(model=theirs["id"], messages=[])
     assert invalid.value.status_code == 422 and invalid.value.param == "messages"
+    mine = await create_agent(client, tenant)
+    live_llm.script = lambda body: Reply(status=503)
+    with pytest.raises(openai.InternalServerError) as down:
+        await _async(live, tenant).chat.completions.create(model=mine["id"], stream=True,
+                                                           messages=[{"role": "user", "content": "hi"}])
+    assert down.value.status_code == 503 and down.value.type == "server_error"
+    assert down.value.code == "service_unavailable"
 
 
 async def test_models_lists_the_companys_agents_only(

@@ -102,6 +102,18 @@ async def test_errors_before_the_first_byte_are_plain_json_with_their_status(
         down = await http.post("/v1/chat", json=_body(tenant, agent["id"], "Hi"), headers=tenant.headers)
     assert down.status_code == 503 and down.headers["content-type"] == "application/json"
     assert down.json()["request_id"] == down.headers["x-request-id"]
+    settings = live.runtime.settings
+    live_llm.script = lambda body: Reply(text="too late", delay_seconds=1.0)
+    settings.llm_timeout_seconds = 0.3
+    try:
+        async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
+            slow = await http.post("/v1/chat", json=_body(tenant, agent["id"], "Hi"), headers=tenant.headers)
+            invalid = await http.post("/v1/chat", json={**_body(tenant, agent["id"], "Hi"), "message": ""},
+                                      headers=tenant.headers)
+    finally:
+        settings.llm_timeout_seconds = 5.0
+    assert slow.status_code == 504 and slow.json()["request_id"]
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "message"]
 
 
 async def test_a_provider_failing_mid_reply_ends_the_stream_with_an_error_event(

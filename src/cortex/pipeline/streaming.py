@@ -110,13 +110,23 @@ class StreamedTurn:
             yield event
             if event.name in FINAL_EVENTS:
                 return
-        while True:
-            later = await self.events.next(self.heartbeat_seconds)
+        async for later in self._later():
             yield later
-            if later is not None and later.name in FINAL_EVENTS:
+
+    async def _later(self) -> AsyncIterator[TurnEvent | None]:
+        while True:
+            event = await self.events.next(self.heartbeat_seconds)
+            yield event
+            if event is not None and event.name in FINAL_EVENTS:
                 return
 
     async def native(self) -> AsyncIterator[bytes]:
-        """`POST /v1/chat` with `stream: true`: each event one `data:` line with its id."""
-        async for event in self.events_iter():
+        """`POST /v1/chat` with `stream: true`: each event one `data:` line with its id.
+
+        What `opening` gathered goes out in one write, so the first delta is not behind a write per step.
+        """
+        yield b"".join(sse(event.payload(), event.id) for event in self._opened)
+        if any(event.name in FINAL_EVENTS for event in self._opened):
+            return
+        async for event in self._later():
             yield PING if event is None else sse(event.payload(), event.id)
