@@ -93,3 +93,23 @@ async def test_keys_are_per_company_expire_after_a_day_and_must_be_sane(
     assert again.status_code == 200 and len(llm.requests) == calls + 1  # expired: a new turn
     bad = await client.post("/v1/chat", json=mine, headers={**tenant.headers, "Idempotency-Key": "has space"})
     assert bad.status_code == 400
+
+
+async def test_a_claim_sweeps_the_companys_expired_keys(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant, settings={"cache": {"enabled": False}})
+    old_keys = ["old-a-" + uuid.uuid4().hex, "old-b-" + uuid.uuid4().hex]
+    for key in old_keys:
+        response = await client.post("/v1/chat", json=_body(tenant, agent["id"], "Hi"),
+                                     headers={**tenant.headers, "Idempotency-Key": key})
+        assert response.status_code == 200
+    async with runtime.database.session() as session:
+        await session.execute(update(IdempotencyKey).where(IdempotencyKey.key.in_(old_keys))
+                              .values(created_at=func.now() - timedelta(hours=30)))
+    fresh = "fresh-" + uuid.uuid4().hex
+    await client.post("/v1/chat", json=_body(tenant, agent["id"], "Hi"),
+                      headers={**tenant.headers, "Idempotency-Key": fresh})
+    async with runtime.database.session() as session:
+        left = (await session.scalars(select(IdempotencyKey.key).where(
+            IdempotencyKey.company_id == tenant.company_id, IdempotencyKey.key.in_([*old_keys, fresh])))).all()
+    assert list(left) == [fresh]

@@ -417,7 +417,8 @@ class IdempotencyKey(Base):
     """A request's `Idempotency-Key`: claimed before the turn runs, then the response it got, for 24 h."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("company_id", "key"),)
+    __table_args__ = (UniqueConstraint("company_id", "key"),
+                      Index("ix_idempotency_keys_company_created", "company_id", "created_at"))
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(255))

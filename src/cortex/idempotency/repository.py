@@ -12,15 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import IdempotencyKey
 
+# Expired keys of a company removed per claim, so the table does not keep what no retry will ask for.
+SWEEP_LIMIT = 100
+
 
 async def drop_expired(session: AsyncSession, company_id: uuid.UUID, key: str, *, ttl: timedelta,
                        lease: timedelta) -> None:
-    """A key older than `ttl` is forgotten; a claim still pending after `lease` belonged to a worker that died."""
+    """Forget `key` if older than `ttl`, or still pending after `lease` (its worker died); and a few more
+    of the company's expired keys."""
     now = func.now()
     await session.execute(delete(IdempotencyKey).where(
         IdempotencyKey.company_id == company_id, IdempotencyKey.key == key,
         or_(IdempotencyKey.created_at < now - ttl,
             (IdempotencyKey.status == "pending") & (IdempotencyKey.created_at < now - lease))))
+    expired = (select(IdempotencyKey.id).where(IdempotencyKey.company_id == company_id,
+                                               IdempotencyKey.created_at < now - ttl)
+               .limit(SWEEP_LIMIT).scalar_subquery())
+    await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id.in_(expired)))
 
 
 async def insert_claim(session: AsyncSession, company_id: uuid.UUID, key: str, request_hash: str) -> uuid.UUID | None:

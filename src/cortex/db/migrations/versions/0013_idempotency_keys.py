@@ -34,11 +34,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("company_id", "key"),
     )
-    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+    # The sweep of a company's expired keys.
+    op.create_index("ix_idempotency_keys_company_created", "idempotency_keys", ["company_id", "created_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
+    op.drop_index("ix_idempotency_keys_company_created", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
     op.drop_index("uq_agents_company_slug", table_name="agents")
     op.drop_column("agents", "slug")
