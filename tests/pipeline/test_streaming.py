@@ -15,7 +15,8 @@ from sqlalchemy import select
 from cortex.db.models import Message
 from cortex.kit.runtime import Runtime
 from tests.live_cortex import LiveCortex
-from tests.scripted_llm import Reply, ScriptedLLM, ToolCall
+from tests.observability.test_metrics import scrape, value
+from tests.scripted_llm import Reply, ScriptedLLM, ToolCall, refused_api_base
 from tests.support import Tenant, create_action, create_agent
 from tests.webhook_target import WebhookTarget
 
@@ -192,3 +193,28 @@ async def test_a_cache_hit_streams_one_delta_then_done(
     assert names.count("delta") == 1 and names[-2:] == ["delta", "done"]
     assert events[-2][1]["text"] == "Parcels arrive within three days." and events[-1][1]["cached"] is True
     assert len(live_llm.requests) == calls
+
+
+async def test_an_offline_answer_streams_once_and_the_metrics_match_a_plain_turn(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, llm: ScriptedLLM) -> None:
+    agent = await create_agent(client, tenant, settings={"offline_fallback": True, "cache": {"enabled": False}},
+                               faqs=[{"question": "Do you ship abroad?", "answer": "Yes, to 40 countries."}])
+    runtime.settings.llm_api_base = refused_api_base()
+    before = await scrape(client, tenant.headers)
+    async with aconnect_sse(client, "POST", "/v1/chat", json=_body(tenant, agent["id"], "Do you ship abroad?"),
+                            headers=tenant.headers) as source:
+        events = [json.loads(event.data) async for event in source.aiter_sse()]
+    plain = await client.post("/v1/chat", json={**_body(tenant, agent["id"], "Do you ship abroad?"),
+                                                "stream": False}, headers=tenant.headers)
+    after = await scrape(client, tenant.headers)
+    names = [data["event"] for data in events]
+    assert names.count("delta") == 1 and names[-2:] == ["delta", "done"]
+    assert events[-1]["model_used"] == "offline" == plain.json()["model_used"]
+    assert events[-2]["text"] == events[-1]["reply"] == plain.json()["reply"]
+    # The streamed and the plain turn count alike: two chats, each with its failed model calls.
+    chats = value(after, "cortex_chat_requests_total", agent_id=agent["id"], outcome="ok") - value(
+        before, "cortex_chat_requests_total", agent_id=agent["id"], outcome="ok")
+    assert chats == 2
+    failed_calls = value(after, "cortex_llm_calls_total", outcome="unreachable") - value(
+        before, "cortex_llm_calls_total", outcome="unreachable")
+    assert failed_calls == 2 * (runtime.settings.llm_max_retries + 1)
