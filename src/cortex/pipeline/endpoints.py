@@ -18,7 +18,7 @@ from cortex.pipeline.turns import Answered, Idempotency, run_turn
 
 chat_router = APIRouter(prefix="/v1", tags=["chat"])
 
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]  # checked by the idempotency rules
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "with `stream: true`: server-sent events (step, delta, tool, done, error)"}}
 
