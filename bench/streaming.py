@@ -3,9 +3,10 @@
 In one run, against the scripted OpenAI-compatible server streaming its words with a fixed delay each
 (`--token-delay-ms`): (a) `litellm.acompletion(stream=True)` straight to the scripted server, (b)
 `POST /v1/chat` with `"stream": true` and (c) `POST /v1/chat/completions` with `"stream": true` on a real
-`cortex serve` process, interleaved request by request so drift hits every path alike; the time to the
-first piece of reply text on each, and what Cortex adds. Then (d) a cache hit through both Cortex
-paths: the time to the first byte of the body. Prints one JSON object.
+`cortex serve` process, interleaved request by request (each path taking each place in the order in
+turn) so drift hits every path alike; the time to the first piece of reply text on each, and what
+Cortex adds. Then (d) a cache hit through both Cortex paths: the time to the first byte of the body.
+Prints one JSON object.
 
 Setup as bench/pipeline_overhead.py: an embedded PostgreSQL (or DATABASE_URL), the scripted server in
 its own process, an agent with 50 FAQs and its semantic cache off (every message a miss), a second
@@ -176,10 +177,20 @@ async def measure(args: argparse.Namespace, cortex: str, api_base: str, ids: dic
         direct_ms: list[float] = []
         native_ms: list[float] = []
         compatible_ms: list[float] = []
-        for message in messages[args.warmup:]:
+        async def one_direct(message: str) -> None:
             direct_ms.append(await direct(message))
+
+        async def one_native(message: str) -> None:
             native_ms.append((await native(message, ids["miss_agent"]))[0])
+
+        async def one_compatible(message: str) -> None:
             compatible_ms.append((await compatible(message, "bench-miss"))[0])
+
+        paths = [one_direct, one_native, one_compatible]
+        for number, message in enumerate(messages[args.warmup:]):
+            # Each path takes each place in the order in turn: none always follows an idle Cortex.
+            for path in paths[number % 3:] + paths[:number % 3]:
+                await path(message)
 
         miss_steps = {name: percentile([s[name] for s in STEPS], 50) for name in STEPS[0]} if STEPS else {}
         warm = await http.post("/v1/cache/warm", json={"company_id": ids["company_id"], "agent_id": ids["hit_agent"],
