@@ -24,6 +24,7 @@ from cortex.db.embedded import EmbeddedPostgres
 from cortex.db.migrate import upgrade
 from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
+from tests.live_cortex import LiveCortex
 from tests.scratch_db import run_sql
 from tests.scripted_llm import ScriptedLLM, echo
 from tests.support import Tenant, make_tenant
@@ -179,3 +180,32 @@ def redis_url() -> Iterator[str]:
         pytest.fail("Redis is required under CI=true: set REDIS_URL or install redis-server")
     print("\n" + "!" * 70 + "\n!! NO REDIS AVAILABLE: Redis tests are SKIPPED\n" + "!" * 70)
     pytest.skip("no Redis server available (set REDIS_URL or install redis-server)")
+
+
+# --- a real Cortex server for real HTTP clients (openai, litellm, httpx-sse) -------------------------
+
+@pytest.fixture(scope="session")
+def live_llm() -> Iterator[ScriptedLLM]:
+    """The live server's own scripted model (the `llm` fixture's server belongs to the in-process runtime)."""
+    server = ScriptedLLM().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_cortex(test_settings: Settings, live_llm: ScriptedLLM) -> Iterator[LiveCortex]:
+    models = {f"model_{tier}": SCRIPTED_MODEL for tier in ("speed", "nano", "sonnet", "complex", "search")}
+    settings = test_settings.model_copy(update={
+        "llm_api_base": live_llm.api_base, "llm_api_key": "sk-test", "llm_timeout_seconds": 5.0, **models})
+    server = LiveCortex(settings).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live(live_cortex: LiveCortex, live_llm: ScriptedLLM) -> LiveCortex:
+    """The live server with its scripted model reset to echo, without delays."""
+    live_llm.script = echo
+    live_llm.token_delay_seconds = 0.0
+    live_llm.requests.clear()
+    return live_cortex

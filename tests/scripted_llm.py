@@ -3,12 +3,17 @@
 The only fake in the test suite: it stands in for the LLM providers the machine cannot reach. Each
 request is answered by a `Script` (a function of the request body) and recorded, so tests can check
 exactly what Cortex sent. Benchmarks use it as the upstream model too.
+
+A request with `"stream": true` is answered as OpenAI streams: `chat.completion.chunk` events, one
+per word of the text (each after `token_delay_seconds`), tool calls in pieces, a last chunk with
+`usage` when `stream_options.include_usage` asks for it, then `data: [DONE]`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -21,7 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -40,6 +45,10 @@ class Reply:
     status: int = 200
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Streams only: the pause before each word; None takes the server's `token_delay_seconds`.
+    token_delay_seconds: float | None = None
+    # Streams only: the connection drops after this many words (a provider failing mid-reply).
+    fail_after_tokens: int | None = None
 
 
 Script = Callable[[dict[str, Any]], Reply]
@@ -70,6 +79,7 @@ class ScriptedLLM:
         # /v1/models (what /health/detailed probes): how often it was asked, and with which status it answers.
         self.models_requests = 0
         self.models_status = 200
+        self.token_delay_seconds = 0.0
         self.port = _free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -105,6 +115,10 @@ class ScriptedLLM:
         prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else _rough_tokens(body)
         completion_tokens = (reply.completion_tokens if reply.completion_tokens is not None
                              else max(1, len((reply.text or "").split())))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if body.get("stream"):
+            return StreamingResponse(self._chunks(body, reply, usage), media_type="text/event-stream")
         return JSONResponse({
             "id": "chatcmpl-" + uuid.uuid4().hex[:16],
             "object": "chat.completion",
@@ -112,9 +126,37 @@ class ScriptedLLM:
             "model": body.get("model", "scripted"),
             "choices": [{"index": 0, "message": message,
                          "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage,
         })
+
+    async def _chunks(self, body: dict[str, Any], reply: Reply, usage: dict[str, int]) -> Any:
+        ident, created, model = "chatcmpl-" + uuid.uuid4().hex[:16], int(time.time()), body.get("model", "scripted")
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        delay = reply.token_delay_seconds if reply.token_delay_seconds is not None else self.token_delay_seconds
+        yield chunk({"role": "assistant", "content": ""})
+        for number, word in enumerate(words(reply.text or "")):
+            if reply.fail_after_tokens is not None and number >= reply.fail_after_tokens:
+                raise ConnectionResetError("scripted failure mid-stream")
+            if delay:
+                await asyncio.sleep(delay)
+            yield chunk({"content": word})
+        for index, call in enumerate(reply.tool_calls):
+            yield chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                         "function": {"name": call.name, "arguments": ""}}]})
+            half = len(call.arguments) // 2
+            for piece in (call.arguments[:half], call.arguments[half:]):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [], "usage": usage}
+            yield f"data: {json.dumps(data)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
     async def _embeddings(self, request: Request) -> Response:
         body = await request.json()
@@ -167,6 +209,11 @@ class ScriptedLLM:
             self._thread.join(timeout=5)
 
 
+def words(text: str) -> list[str]:
+    """The pieces a stream sends: each word with the spaces after it (joined, they are the text)."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
 def hashed_embedding(text: str, dims: int) -> list[float]:
     """A bag of lower-cased words hashed into `dims` buckets, unit length: texts sharing words are close."""
     import hashlib
@@ -205,12 +252,13 @@ def scripted_llm(script: Script = echo) -> Iterator[ScriptedLLM]:
 
 
 def main() -> None:
-    """`python -m tests.scripted_llm --port N [--delay-ms D]`: serve the echo script until killed."""
+    """`python -m tests.scripted_llm --port N [--delay-ms D] [--token-delay-ms T]`: serve the echo script."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--token-delay-ms", type=float, default=0.0, help="pause before each streamed word")
     args = parser.parse_args()
     delay = args.delay_ms / 1000
 
@@ -220,6 +268,7 @@ def main() -> None:
         return reply
 
     server = ScriptedLLM(script)
+    server.token_delay_seconds = args.token_delay_ms / 1000
     server.requests = _Discard()
     uvicorn.run(server.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 

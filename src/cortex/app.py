@@ -42,6 +42,7 @@ from cortex.observability.logs import configure_logging
 from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMiddleware
 from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
 from cortex.observability.telemetry import Telemetry
+from cortex.openai_api.endpoints import openai_router
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import KNOWLEDGE, MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
@@ -62,6 +63,7 @@ ROUTERS = [
     jobs_router,
     customers_router,
     chat_router,
+    openai_router,
     conversations_router,
     metrics_router,
     memory_router,

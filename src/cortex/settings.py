@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout_seconds: float = 60.0
     llm_max_retries: int = 1
+    # Streams: a comment line this often keeps idle proxies from closing a quiet stream.
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # A request repeating an Idempotency-Key whose first request is still running waits this long for it.
+    idempotency_wait_seconds: float = Field(default=120.0, gt=0)
     # Automatic extraction of customer facts after each reply (needs a model; off without one).
     memory_extraction: bool = True
 

@@ -97,7 +97,23 @@ def _template_compiles(value: str | None) -> str | None:
     return value
 
 
+_UUID_SHAPED = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+
+
+def _slug_is_not_an_id(value: str | None) -> str | None:
+    # `model` names an agent by id or by slug: a slug shaped like an id would be ambiguous.
+    if value is not None and _UUID_SHAPED.match(value):
+        raise ValueError("must not look like an agent id (a UUID)")
+    return value
+
+
+# The agent's `model` name in the OpenAI-compatible API: lowercase, unique within the company.
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)]
+
+
 class AgentBase(Strict):
+    slug: Slug | None = None
+    _slug_checked = field_validator("slug")(_slug_is_not_an_id)
     system_prompt: Annotated[str, Field(max_length=100_000)] = ""
 
     _prompt_compiles = field_validator("system_prompt")(_template_compiles)
@@ -117,6 +133,8 @@ class AgentCreate(AgentBase):
 
 class AgentUpdate(Strict):
     name: ShortText | None = None
+    slug: Slug | None = None  # null removes it
+    _slug_checked = field_validator("slug")(_slug_is_not_an_id)
     system_prompt: Annotated[str, Field(max_length=100_000)] | None = None
 
     _prompt_compiles = field_validator("system_prompt")(_template_compiles)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.agents.config_cache import AgentConfigCache
@@ -24,7 +25,7 @@ from cortex.agents.schemas import (
 )
 from cortex.db.engine import after_commit
 from cortex.db.models import ActionDefinition, Agent, AgentAction, AgentKnowledgeSource, Company, KnowledgeSource
-from cortex.kit.errors import InvalidInput, NotFound
+from cortex.kit.errors import Conflict, InvalidInput, NotFound
 from cortex.kit.pagination import Page, PageParams, paginate
 
 # Changes to these fields change what the agent says, so cached answers must not outlive them.
@@ -37,6 +38,44 @@ async def get_agent(session: AsyncSession, company_id: uuid.UUID, agent_id: uuid
     if agent is None:
         raise NotFound("agent not found")
     return agent
+
+
+class SlugTaken(Conflict):
+    code = "slug_taken"
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"another agent of this company already has the slug '{slug}'")
+
+
+async def get_agent_by_model(session: AsyncSession, company_id: uuid.UUID, model: str) -> Agent | None:
+    """The agent an OpenAI-style `model` names: its id, or its slug (case-insensitive)."""
+    try:
+        agent_id = uuid.UUID(model)
+    except ValueError:
+        found: Agent | None = await session.scalar(
+            select(Agent).where(Agent.company_id == company_id, Agent.slug == model.strip().lower()))
+        return found
+    return await session.scalar(select(Agent).where(Agent.id == agent_id, Agent.company_id == company_id))
+
+
+async def _claim_slug(session: AsyncSession, company_id: uuid.UUID, agent: Agent, slug: str | None) -> None:
+    if slug is not None:
+        taken = await session.scalar(select(Agent.id).where(Agent.company_id == company_id, Agent.slug == slug,
+                                                            Agent.id != agent.id))
+        if taken is not None:
+            raise SlugTaken(slug)
+    agent.slug = slug
+
+
+async def _flush_slug(session: AsyncSession, slug: str | None) -> None:
+    """Flush, turning a slug a concurrent request took first (the unique index) into a 409."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        if "uq_agents_company_slug" in str(exc.orig) and slug is not None:
+            raise SlugTaken(slug) from exc
+        raise
 
 
 async def _linked_ids(session: AsyncSession, agent_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -84,8 +123,9 @@ def _personality(data: Personality) -> dict[str, Any]:
 async def to_public(session: AsyncSession, agent: Agent) -> AgentPublic:
     action_ids, source_ids = await _linked_ids(session, agent.id)
     return AgentPublic(
-        id=agent.id, company_id=agent.company_id, name=agent.name, system_prompt=agent.system_prompt,
-        personality=Personality.model_validate(agent.personality), dialect=Dialect.model_validate(agent.dialect),
+        id=agent.id, company_id=agent.company_id, name=agent.name, slug=agent.slug,
+        system_prompt=agent.system_prompt, personality=Personality.model_validate(agent.personality),
+        dialect=Dialect.model_validate(agent.dialect),
         faqs=[Faq.model_validate(f) for f in agent.faqs],
         scenarios=[Scenario.model_validate(s) for s in agent.scenarios],
         workflow_faqs=[Faq.model_validate(f) for f in agent.workflow_faqs],
@@ -103,8 +143,9 @@ async def create_agent(session: AsyncSession, company_id: uuid.UUID, data: Agent
         workflow_faqs=[f.model_dump() for f in data.workflow_faqs],
         settings=data.settings.model_dump(mode="json"),
     )
+    await _claim_slug(session, company_id, agent, data.slug)
     session.add(agent)
-    await session.flush()
+    await _flush_slug(session, data.slug)
     await _set_links(session, company_id, agent, data.action_ids, data.knowledge_source_ids)
     await session.refresh(agent)
     return agent
@@ -127,6 +168,9 @@ async def update_agent(session: AsyncSession, cache: AgentConfigCache, company_i
             setattr(agent, field, value.model_dump(mode="json"))
         else:
             setattr(agent, field, value)
+    if "slug" in changes:
+        await _claim_slug(session, company_id, agent, data.slug)
+        await _flush_slug(session, data.slug)
     await _set_links(session, company_id, agent, data.action_ids, data.knowledge_source_ids)
     if changes.keys() & _CONFIG_FIELDS:
         agent.config_version = Agent.config_version + 1

@@ -115,9 +115,12 @@ class AgentKnowledgeSource(Base):
 
 class Agent(TimestampMixin, Base):
     __tablename__ = "agents"
+    # Unique per company (where set): the `model` name OpenAI-compatible clients call the agent by.
+    __table_args__ = (Index("uq_agents_company_slug", "company_id", "slug", unique=True),)
     id: Mapped[uuid.UUID] = _uuid_pk()
     company_id: Mapped[uuid.UUID] = _company_fk()
     name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str | None] = mapped_column(String(64))
     system_prompt: Mapped[str] = mapped_column(Text, default="")
     personality: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     dialect: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
@@ -443,3 +446,20 @@ class KnowledgeJob(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """A request's `Idempotency-Key`: claimed before the turn runs, then the response it got, for 24 h."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("company_id", "key"),
+                      Index("ix_idempotency_keys_company_created", "company_id", "created_at"))
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the path and the request body: the same key with another body is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

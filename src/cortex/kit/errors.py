@@ -1,4 +1,8 @@
-"""Typed errors, mapped to HTTP responses once, in `register_error_handlers`."""
+"""Typed errors, mapped to HTTP responses once, in `register_error_handlers`.
+
+Paths of the OpenAI-compatible API (`OPENAI_PATHS`) answer every error in OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, with the same status: OpenAI clients read it.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ UNSTORABLE_TEXT_STATES = frozenset({"22021", "22P05"})
 class CortexError(Exception):
     status_code = 400
     default_detail = "bad request"
+    # A stable machine-readable name for the error (stream `error` events, the OpenAI-shaped body).
+    code = "bad_request"
 
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
@@ -35,11 +41,13 @@ class CortexError(Exception):
 
 class NotFound(CortexError):
     status_code = 404
+    code = "not_found"
     default_detail = "not found"
 
 
 class Unauthorized(CortexError):
     status_code = 401
+    code = "unauthorized"
     default_detail = "not authenticated"
 
     def __init__(self, detail: str | None = None) -> None:
@@ -48,11 +56,13 @@ class Unauthorized(CortexError):
 
 class Forbidden(CortexError):
     status_code = 403
+    code = "forbidden"
     default_detail = "forbidden"
 
 
 class Conflict(CortexError):
     status_code = 409
+    code = "conflict"
     default_detail = "conflict"
 
 
@@ -60,6 +70,7 @@ class InvalidInput(CortexError):
     """A semantic validation failure that Pydantic could not see (reported like a 422 from FastAPI)."""
 
     status_code = 422
+    code = "invalid_input"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -81,11 +92,13 @@ class ConfigurationError(CortexError):
     """The agent's own configuration is unusable (e.g. its prompt template does not render)."""
 
     status_code = 422
+    code = "configuration_error"
     default_detail = "agent configuration error"
 
 
 class RateLimited(CortexError):
     status_code = 429
+    code = "rate_limited"
     default_detail = "rate limit exceeded"
 
 
@@ -93,17 +106,56 @@ class BadGateway(CortexError):
     """An upstream service answered, but with an error or with something unusable."""
 
     status_code = 502
+    code = "bad_gateway"
     default_detail = "bad answer from an upstream service"
 
 
 class ServiceUnavailable(CortexError):
     status_code = 503
+    code = "service_unavailable"
     default_detail = "service unavailable"
 
 
 class GatewayTimeout(CortexError):
     status_code = 504
+    code = "gateway_timeout"
     default_detail = "upstream timed out"
+
+
+# Where errors take OpenAI's shape: the OpenAI-compatible API's routes.
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                 409: "conflict_error", 429: "rate_limit_error"}
+
+
+def is_openai_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in OPENAI_PATHS)
+
+
+def _openai_body(status: int, body: dict[str, Any], code: str | None, param: str | None) -> dict[str, Any]:
+    detail = body.get("detail")
+    if isinstance(detail, list):  # validation errors: the first one's field is the param
+        first = detail[0] if detail else {}
+        loc = [str(part) for part in first.get("loc", [])]
+        param = param or ".".join(loc[1:] if loc[:1] in (["body"], ["query"], ["path"], ["header"]) else loc) or None
+        message = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in detail)
+        code = code or "invalid_input"
+    else:
+        message = str(detail or "error")
+    error_type = _OPENAI_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(path: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, *,
+                   code: str | None = None, param: str | None = None) -> JSONResponse:
+    """An error body as `path` answers it: Cortex's `{"detail": ...}`, or OpenAI's shape on its paths."""
+    if is_openai_path(path):
+        body = _openai_body(status, body, code, param)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, CortexError) else "internal_error"
 
 
 def request_id_of(request: Request) -> str:
@@ -118,39 +170,40 @@ def request_id_of(request: Request) -> str:
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=422)
+        return error_response(request.url.path, 422, exc.body(), code=exc.code, param=exc.field or None)
 
     @app.exception_handler(CortexError)
     async def _cortex(request: Request, exc: CortexError) -> JSONResponse:
         body: dict[str, Any] = {"detail": exc.detail, **exc.extra}
         if exc.status_code >= 500:
             body["request_id"] = request_id_of(request)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        return error_response(request.url.path, exc.status_code, body, exc.headers, code=exc.code,
+                              param=getattr(exc, "param", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Pydantic's `input`/`ctx` may hold secrets (passwords) or non-JSON values: keep loc/msg/type.
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return error_response(request.url.path, 422, {"detail": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error_response(request.url.path, exc.status_code, {"detail": exc.detail},
+                              getattr(exc, "headers", None))
 
     @app.exception_handler(StaleDataError)
     async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
         # The row an update loaded was deleted (or changed) by a concurrent request before the write.
-        return JSONResponse({"detail": "the resource changed while this request ran; read it again"},
-                            status_code=409)
+        return error_response(request.url.path, 409,
+                              {"detail": "the resource changed while this request ran; read it again"})
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         # Text the guard middleware could not see (a multipart form field) that PostgreSQL refused.
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_STATES:
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": text_guard.MESSAGE, "type": "value_error"}]},
-                                status_code=422)
+            return error_response(request.url.path, 422, {
+                "detail": [{"loc": ["body"], "msg": text_guard.MESSAGE, "type": "value_error"}]})
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
@@ -158,5 +211,5 @@ def register_error_handlers(app: FastAPI) -> None:
         rid = request_id_of(request)
         logger.exception("unhandled error", extra={"request_id": rid})
         # This handler answers outside the middlewares, so the request id header is set here too.
-        return JSONResponse({"detail": "internal error", "request_id": rid}, status_code=500,
-                            headers={"X-Request-ID": rid})
+        return error_response(request.url.path, 500, {"detail": "internal error", "request_id": rid},
+                              {"X-Request-ID": rid}, code="internal_error")

@@ -2,6 +2,10 @@
 
 Errors leave as Cortex errors the API maps to status codes: an unreachable provider is 503
 (`ServiceUnavailable`), a model that does not answer in time is 504 (`GatewayTimeout`).
+
+`stream` is `complete` with the model's text handed to a callback as it arrives. Retries and fallback
+models apply only until the first token: once text has reached the caller a failure ends the call,
+since a second attempt would repeat what the customer already saw.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -63,6 +67,18 @@ class _TimedOut(Exception):
 
 class _Rejected(Exception):
     outcome = "rejected"
+
+
+TextSink = Callable[[str], None]
+
+
+class _FailedMidStream(Exception):
+    """A streamed call failed after its first token: not retried, whatever the cause."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.outcome = getattr(cause, "outcome", "unreachable")
 
 
 def _classify(exc: BaseException) -> type[Exception]:
@@ -135,6 +151,23 @@ class LLMGateway:
 
         `tier` only labels the call's metrics and span.
         """
+        return await self._attempts(models, tier, lambda model: self._call(
+            model, messages, tools, temperature, max_tokens, prices or {}, response_format, timeout_seconds))
+
+    async def stream(self, *, models: Sequence[str], messages: list[dict[str, Any]], on_text: TextSink,
+                     tools: list[dict[str, Any]] | None = None, temperature: float | None = None,
+                     max_tokens: int | None = None, prices: Mapping[str, ModelPrice] | None = None,
+                     timeout_seconds: float | None = None, tier: str | None = None) -> Completion:
+        """`complete`, streamed from the provider: each piece of text goes to `on_text` as it arrives.
+
+        The returned completion is the same as `complete`'s for the same answer (text, tool calls,
+        tokens, cost); only the failures after the first token differ (not retried).
+        """
+        return await self._attempts(models, tier, lambda model: self._call_streaming(
+            model, messages, tools, temperature, max_tokens, prices or {}, timeout_seconds, on_text))
+
+    async def _attempts(self, models: Sequence[str], tier: str | None,
+                        call_model: Callable[[str], Any]) -> Completion:
         if not models:
             raise ServiceUnavailable("no model is configured for this request")
         last: Exception | None = None
@@ -142,10 +175,14 @@ class LLMGateway:
             for attempt in range(self.settings.llm_max_retries + 1):
                 try:
                     with self.telemetry.llm_call(model, tier) as call:
-                        completion = await self._call(model, messages, tools, temperature, max_tokens, prices or {},
-                                                      response_format, timeout_seconds)
+                        completion: Completion = await call_model(model)
                         call.succeeded(completion)
                     return completion
+                except _FailedMidStream as exc:
+                    last = exc.cause
+                    if isinstance(exc.cause, _TimedOut):
+                        raise GatewayTimeout(f"the model stopped answering mid-reply ({exc.cause})") from exc
+                    raise ServiceUnavailable(f"the LLM provider failed mid-reply ({exc.cause})") from exc
                 except _TimedOut as exc:
                     last = exc  # a model that timed out once will not be faster on a retry: next model
                     break
@@ -162,9 +199,9 @@ class LLMGateway:
             raise ServiceUnavailable(f"the model provider rejected the request ({last})")
         raise ServiceUnavailable(f"the LLM provider is unreachable ({last})")
 
-    async def _call(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                    temperature: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice],
-                    response_format: dict[str, Any] | None, timeout_seconds: float | None) -> Completion:
+    def _kwargs(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                temperature: float | None, max_tokens: int | None,
+                timeout_seconds: float | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": model, "messages": messages,
             "timeout": timeout_seconds or self.settings.llm_timeout_seconds,
@@ -181,6 +218,59 @@ class LLMGateway:
             kwargs["temperature"] = temperature
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
+        return kwargs
+
+    async def _call_streaming(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                              temperature: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice],
+                              timeout_seconds: float | None, on_text: TextSink) -> Completion:
+        kwargs = self._kwargs(model, messages, tools, temperature, max_tokens, timeout_seconds)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+        started = time.perf_counter()
+        parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage: Any = None
+        try:
+            response = await litellm.acompletion(**kwargs)
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None) or usage
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                for call in getattr(delta, "tool_calls", None) or []:
+                    entry = calls.setdefault(int(getattr(call, "index", 0) or 0),
+                                             {"id": "", "name": "", "arguments": ""})
+                    entry["id"] = call.id or entry["id"]
+                    function = call.function
+                    if function is not None:
+                        entry["name"] += function.name or ""
+                        entry["arguments"] += function.arguments or ""
+                text = getattr(delta, "content", None)
+                if text:
+                    parts.append(text)
+                    on_text(text)
+        except Exception as exc:
+            kind = _classify(exc)
+            logger.warning("llm call failed", extra={"model": model, "error_type": type(exc).__name__})
+            failure = kind(f"{model}: {type(exc).__name__}")
+            if parts:
+                raise _FailedMidStream(failure) from exc
+            raise failure from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        text = "".join(parts)
+        tool_calls = [RequestedToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+                      for _, c in sorted(calls.items())]
+        tokens_input = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_output = int(getattr(usage, "completion_tokens", 0) or 0)
+        if usage is None:  # a provider that sends no usage on streams: count as LiteLLM would
+            tokens_input = count_tokens(model, messages=messages)
+            tokens_output = count_tokens(model, text=text) if text else 0
+        return _completion(model, text or None, tool_calls, tokens_input, tokens_output, prices, latency_ms)
+
+    async def _call(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                    temperature: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice],
+                    response_format: dict[str, Any] | None, timeout_seconds: float | None) -> Completion:
+        kwargs = self._kwargs(model, messages, tools, temperature, max_tokens, timeout_seconds)
         if response_format is not None:
             kwargs["response_format"] = response_format
         started = time.perf_counter()
@@ -192,8 +282,7 @@ class LLMGateway:
             logger.warning("llm call failed", extra={"model": model, "error_type": type(exc).__name__})
             raise kind(f"{model}: {type(exc).__name__}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        choice = response.choices[0]
-        message = choice.message
+        message = response.choices[0].message
         tool_calls = [
             RequestedToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
             for call in (message.tool_calls or [])
@@ -201,17 +290,7 @@ class LLMGateway:
         usage = getattr(response, "usage", None)
         tokens_input = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_output = int(getattr(usage, "completion_tokens", 0) or 0)
-        assistant: dict[str, Any] = {"role": "assistant", "content": message.content}
-        if tool_calls:
-            assistant["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in tool_calls
-            ]
-        return Completion(
-            text=message.content or "", tool_calls=tool_calls, model=model, tokens_input=tokens_input,
-            tokens_output=tokens_output, cost_usd=price_of(model, prices, tokens_input, tokens_output),
-            latency_ms=latency_ms, message=assistant,
-        )
+        return _completion(model, message.content, tool_calls, tokens_input, tokens_output, prices, latency_ms)
 
     async def complete_json(self, *, models: Sequence[str], messages: list[dict[str, Any]],
                             schema: dict[str, Any], name: str = "result",
@@ -230,6 +309,21 @@ class LLMGateway:
         except (json.JSONDecodeError, TypeError):
             return None, completion
         return (parsed if isinstance(parsed, dict) else None), completion
+
+
+def _completion(model: str, content: str | None, tool_calls: list[RequestedToolCall], tokens_input: int,
+                tokens_output: int, prices: Mapping[str, ModelPrice], latency_ms: float) -> Completion:
+    assistant: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        assistant["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in tool_calls
+        ]
+    return Completion(
+        text=content or "", tool_calls=tool_calls, model=model, tokens_input=tokens_input,
+        tokens_output=tokens_output, cost_usd=price_of(model, prices, tokens_input, tokens_output),
+        latency_ms=latency_ms, message=assistant,
+    )
 
 
 def _strip_fences(text: str) -> str:

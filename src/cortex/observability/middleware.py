@@ -17,13 +17,12 @@ from limits.errors import StorageError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.auth import api_keys
 from cortex.auth.deps import authenticate_api_key
-from cortex.kit.errors import Unauthorized
+from cortex.kit.errors import Unauthorized, error_response
 from cortex.observability.rate_limit import RATE_LIMITER, Check, RateLimiter
 from cortex.observability.request_id import REQUEST_ID_HEADER, accept_or_new, current_request_id
 
@@ -145,8 +144,8 @@ class RateLimitMiddleware:
             runtime.telemetry.rate_limited(decision.scope)
             body = {"detail": "rate limit exceeded", "scope": decision.scope, "limit": decision.limit,
                     "retry_after": decision.reset_seconds}
-            response = JSONResponse(body, status_code=429,
-                                    headers={**headers, "Retry-After": str(decision.reset_seconds)})
+            response = error_response(path, 429, body, {**headers, "Retry-After": str(decision.reset_seconds)},
+                                      code="rate_limit_exceeded")
             await response(scope, receive, send)
             return
 

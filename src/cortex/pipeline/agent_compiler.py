@@ -5,6 +5,10 @@ called once more without tools, which forces a text answer. Timings: `agent_comp
 service; inside it, `tool_execution` is the time spent in webhooks and `tool_followup_calls` the time of
 the model calls that followed tool results. `ctx.tool_rounds` counts the rounds whose tools were executed
 (the response's `step_timings.tool_call_rounds`).
+
+A streamed turn (`ctx.options.events`) streams every model call: text goes out as it arrives, tool
+rounds run as they do otherwise. Once text has gone out the offline fallback no longer applies: it
+would answer something other than what the customer has already read.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ async def compile_and_answer(ctx: RequestContext, runtime: Runtime, tools: ToolE
         try:
             await _tool_loop(ctx, runtime, tools, messages)
         except (ServiceUnavailable, GatewayTimeout) as exc:
-            if not agent.settings.offline_fallback:
+            events = ctx.options.events
+            if not agent.settings.offline_fallback or (events is not None and events.text_sent):
                 raise
             ctx.notes["llm"] = f"provider failed ({exc.detail}); offline fallback answered"
             await _offline(ctx, responder)
@@ -69,16 +74,25 @@ async def _offline(ctx: RequestContext, responder: OfflineResponder) -> None:
 
 async def _tool_loop(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
                      messages: list[dict[str, Any]]) -> None:
-    agent = ctx.config
+    agent, options = ctx.config, ctx.options
     specs = tool_specs(ctx)
     callable_actions = [a for a in agent.action_definitions if not a.run_after_reply]
+    temperature = agent.settings.temperature if options.temperature is None else options.temperature
+    max_tokens = min(agent.settings.max_output_tokens, options.max_tokens or agent.settings.max_output_tokens)
     for round_number in range(MAX_TOOL_ROUNDS + 1):
         offer_tools = specs if specs and round_number < MAX_TOOL_ROUNDS else None
         started = time.perf_counter()
-        completion = await runtime.llm.complete(
-            models=ctx.models, messages=messages, tools=offer_tools, temperature=agent.settings.temperature,
-            max_tokens=agent.settings.max_output_tokens, prices=agent.settings.model_prices, tier=ctx.tier,
-        )
+        if options.events is None:
+            completion = await runtime.llm.complete(
+                models=ctx.models, messages=messages, tools=offer_tools, temperature=temperature,
+                max_tokens=max_tokens, prices=agent.settings.model_prices, tier=ctx.tier,
+            )
+        else:
+            completion = await runtime.llm.stream(
+                models=ctx.models, messages=messages, tools=offer_tools, temperature=temperature,
+                max_tokens=max_tokens, prices=agent.settings.model_prices, tier=ctx.tier,
+                on_text=options.events.delta,
+            )
         if round_number > 0:
             ctx.timings["tool_followup_calls"] += round((time.perf_counter() - started) * 1000, 3)
         _account(ctx, completion)
@@ -94,6 +108,8 @@ async def _tool_loop(ctx: RequestContext, runtime: Runtime, tools: ToolExecutor,
             ))
         for call, outcome in zip(completion.tool_calls, outcomes, strict=True):
             ctx.tool_outcomes.append(outcome)
+            if options.events is not None:
+                options.events.tool(outcome.name, outcome.status, outcome.outcome, outcome.duration_ms)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.content})
         ctx.tool_rounds += 1
 

@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from cortex.agents.schemas import AgentConfig
+from cortex.pipeline.events import TurnEvents
 from cortex.pipeline.ports import CacheHit, HistoryTurn, KnowledgeChunk, MemoryFact
 from cortex.pipeline.schemas import STEP_NAMES, ChatRequest
 from cortex.tools.executor import ToolOutcome
@@ -45,6 +46,21 @@ class Budget:
 
 
 @dataclass
+class TurnOptions:
+    """How a caller other than `POST /v1/chat`'s plain form wants the turn run (streamed, its own history)."""
+
+    # Set: every step, piece of reply text and tool run is told here as it happens.
+    events: TurnEvents | None = None
+    # The history of a conversation that is new to Cortex (a stateless client sends its own).
+    history: list[HistoryTurn] | None = None
+    # Within the agent's own settings: a lower `max_tokens` applies, a higher one is capped.
+    temperature: float | None = None
+    max_tokens: int | None = None
+    # Filled by the pipeline: the stored reply's message id.
+    message_id: uuid.UUID | None = None
+
+
+@dataclass
 class RequestContext:
     request: ChatRequest
     request_id: str
@@ -54,6 +70,7 @@ class RequestContext:
     notes: dict[str, str] = field(default_factory=dict)
     # Each service's `timed` block is also its trace span (a no-op tracer unless tracing is on).
     tracer: Tracer = field(default_factory=NoOpTracer)
+    options: TurnOptions = field(default_factory=TurnOptions)
 
     # 01
     agent: AgentConfig | None = None
@@ -110,6 +127,8 @@ class RequestContext:
                     span.set_attributes(self.span_attributes())
         finally:
             self.timings[step] = round(self.timings[step] + (time.perf_counter() - started) * 1000, 3)
+        if self.options.events is not None:
+            self.options.events.step(step, self.timings[step])
 
     def step_timings(self) -> dict[str, float]:
         """The timed steps in milliseconds, and `tool_call_rounds`, the count of tool rounds executed."""

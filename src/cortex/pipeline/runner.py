@@ -25,7 +25,7 @@ from cortex.pipeline import (
     token_optimizer,
 )
 from cortex.pipeline.background import BackgroundTasks
-from cortex.pipeline.context import RequestContext
+from cortex.pipeline.context import RequestContext, TurnOptions
 from cortex.pipeline.schemas import ChatRequest, ChatResponse, Citation, ContextTokens, StepTimings, Tokens
 from cortex.tools.executor import ToolExecutor
 
@@ -45,9 +45,10 @@ class ChatPipeline:
         await self.background.drain()
         await self.tools.aclose()
 
-    async def run(self, request: ChatRequest, request_id: str) -> ChatResponse:
+    async def run(self, request: ChatRequest, request_id: str, options: TurnOptions | None = None) -> ChatResponse:
         telemetry = self.runtime.telemetry
-        ctx = RequestContext(request=request, request_id=request_id, tracer=telemetry.tracer)
+        ctx = RequestContext(request=request, request_id=request_id, tracer=telemetry.tracer,
+                             options=options or TurnOptions())
         with telemetry.chat(ctx):  # the pipeline's span; its metrics are read from ctx at the end
             await config_loader.load(ctx, self.runtime)  # an unknown agent is a 404 before anything is stored
             turn = await self._open_conversation(ctx)
@@ -74,6 +75,9 @@ class ChatPipeline:
             ctx.history = await store.recent_history(
                 session, ctx.company_id, request.conversation_id, request.customer_id,
                 agent.settings.history_turns) if existed else []
+        supplied = ctx.options.history
+        if not existed and supplied is not None:  # as many turns as stored history would give
+            ctx.history = supplied[max(0, len(supplied) - 2 * agent.settings.history_turns):]
         ctx.customer_message_id = uuid.uuid4()
         turn = store.CustomerTurn(
             message_id=ctx.customer_message_id, company_id=ctx.company_id, conversation_id=request.conversation_id,
@@ -105,8 +109,11 @@ class ChatPipeline:
         await cache_check.check(ctx, runtime)
         if ctx.cache_hit is not None:
             ctx.reply, ctx.model_used = ctx.cache_hit.answer, CACHE_MODEL_NAME
+            if ctx.options.events is not None:  # the answer is known: a stream need not wait for the write
+                ctx.options.events.delta(ctx.reply)
+            ctx.options.message_id = uuid.uuid4()
             async with runtime.database.session() as session:
-                await store.store_turn(session, turn, status="ok", reply_id=uuid.uuid4(),
+                await store.store_turn(session, turn, status="ok", reply_id=ctx.options.message_id,
                                        reply=self._reply_record(ctx))
             ctx.customer_stored = True
             return self._response(ctx)
@@ -115,7 +122,7 @@ class ChatPipeline:
         ctx.customer_stored = True
         model_router.route(ctx, settings)
         await agent_compiler.compile_and_answer(ctx, runtime, self.tools, self.responder)
-        reply_id = uuid.uuid4()
+        reply_id = ctx.options.message_id = uuid.uuid4()
         async with runtime.database.session() as session:
             await store.store_reply(session, turn, reply_id, self._reply_record(ctx))
         await post_actions.run(ctx, runtime, self.tools, self.background, reply_id)

@@ -27,6 +27,8 @@ class ChatRequest(BaseModel):
     message: Annotated[str, Field(min_length=1, max_length=16_000)]
     channel: Channel = "whatsapp"
     metadata: Metadata = {}
+    # Server-sent events instead of one JSON body (see README, "Streaming replies").
+    stream: bool = False
 
     @field_validator("metadata")
     @classmethod

@@ -1,0 +1,1 @@
+"""Idempotency-Key: a retried request replays the first one's response instead of running again."""
