@@ -70,7 +70,7 @@ async def test_sync_sdk_plain_answer_with_usage_and_the_cortex_object(
     conversation = uuid.UUID(cortex["conversation_id"])
     assert await _count(runtime, Message.conversation_id == conversation) == 2
     async with runtime.database.session() as session:
-        stored = await session.get(Conversation, conversation)
+        stored = await session.get(Conversation, (tenant.company_id, conversation))
     assert stored is not None and stored.customer_id == "sdk-user" and stored.company_id == tenant.company_id
 
 
