@@ -1,12 +1,32 @@
-"""What every benchmark script shares: progress lines on stderr, percentiles, waiting for a server."""
+"""What every benchmark script shares: progress lines on stderr, percentiles, waiting for a server, and a
+migrated database to run against."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
+
+from cortex.db.admin import create_database
+from cortex.db.embedded import EmbeddedPostgres
+from cortex.db.migrate import upgrade
+
+
+def open_database(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL, else a fresh `cortex_bench` database on an embedded PostgreSQL in `workdir` (returned,
+    for the caller to stop); migrated either way."""
+    embedded = None
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        embedded = EmbeddedPostgres(workdir / "data")
+        database_url = asyncio.run(create_database(embedded.start(), "cortex_bench"))
+    upgrade(database_url)
+    return database_url, embedded
 
 
 def log(message: str) -> None:

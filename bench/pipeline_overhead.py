@@ -34,13 +34,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from tests.scripted_llm import _free_port  # noqa: E402
 
-from bench.common import log, percentile, wait_for  # noqa: E402
+from bench.common import log, open_database, percentile, wait_for  # noqa: E402
 from cortex.auth import service as auth  # noqa: E402
 from cortex.auth.schemas import ApiKeyCreate  # noqa: E402
-from cortex.db.admin import create_database  # noqa: E402
-from cortex.db.embedded import EmbeddedPostgres  # noqa: E402
 from cortex.db.engine import Database  # noqa: E402
-from cortex.db.migrate import upgrade  # noqa: E402
 from cortex.settings import Settings  # noqa: E402
 
 MODEL = "openai/scripted-model"
@@ -91,12 +88,7 @@ async def seed(database_url: str) -> tuple[str, str, str]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="cortex-bench-"))
-    embedded = None
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        embedded = EmbeddedPostgres(workdir / "data")
-        database_url = asyncio.run(create_database(embedded.start(), "cortex_bench"))
-    upgrade(database_url)
+    database_url, embedded = open_database(workdir)
     company_id, agent_id, api_key = asyncio.run(seed(database_url))
 
     llm_port, cortex_port = _free_port(), _free_port()
