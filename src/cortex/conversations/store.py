@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, literal_column, select, update
+from sqlalchemy import Table, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.conversations import turn_events
 from cortex.db.models import Conversation, Message
+from cortex.events import outbox
 from cortex.kit.errors import InvalidInput
 from cortex.pipeline.ports import HistoryTurn
 
@@ -74,61 +76,112 @@ class CustomerTurn:
     metadata: dict[str, Any]
 
 
+# Every column of a message, in the order of the recordset below (`later`: see `_message_rows`).
+_MESSAGE_COLUMNS = """id uuid, company_id uuid, conversation_id uuid, agent_id uuid, customer_id varchar, role varchar,
+    content text, status varchar, channel varchar, request_id varchar, error text, model_used varchar, tier varchar,
+    tier_reason text, tokens_input integer, tokens_output integer, cost_usd numeric, latency_ms double precision,
+    step_timings jsonb, context_tokens jsonb, actions_executed jsonb, tool_calls jsonb, tool_rounds integer,
+    cached boolean, cache_similarity double precision, cache_entry_id uuid, config_cache_hit boolean,
+    llm_latency_ms double precision, metadata jsonb, cache_checked boolean, later boolean"""
+_INSERT_MESSAGES = """INSERT INTO messages (id, company_id, conversation_id, agent_id, customer_id, role, content,
+        status, channel, request_id, error, model_used, tier, tier_reason, tokens_input, tokens_output, cost_usd,
+        latency_ms, step_timings, context_tokens, actions_executed, tool_calls, tool_rounds, cached,
+        cache_similarity, cache_entry_id, config_cache_hit, llm_latency_ms, metadata, cache_checked, created_at)
+    SELECT r.id, r.company_id, r.conversation_id, r.agent_id, r.customer_id, r.role, r.content, r.status, r.channel,
+        r.request_id, r.error, r.model_used, r.tier, r.tier_reason, r.tokens_input, r.tokens_output, r.cost_usd,
+        r.latency_ms, r.step_timings, r.context_tokens, r.actions_executed, r.tool_calls, r.tool_rounds, r.cached,
+        r.cache_similarity, r.cache_entry_id, r.config_cache_hit, r.llm_latency_ms, r.metadata, r.cache_checked,
+        CASE WHEN r.later THEN clock_timestamp() ELSE now() END"""
+_EVENT_CTES, _DEFER = outbox.written("event_rows")
+
+# One statement, one round trip: claim the conversation (see `_claim`), store the message(s) and write
+# the turn's events. When the conversation is another customer's, `claimed` is empty and so is
+# everything selected from it: nothing is written.
+_STORE_TURN = text(f"""
+WITH claimed AS (
+    INSERT INTO conversations AS conversation (id, company_id, agent_id, customer_id, channel, metadata)
+    VALUES (CAST(:conversation_id AS uuid), CAST(:company_id AS uuid), CAST(:agent_id AS uuid),
+            CAST(:customer_id AS varchar), CAST(:channel AS varchar), CAST('{{}}' AS jsonb))
+    ON CONFLICT (company_id, id) DO UPDATE SET agent_id = EXCLUDED.agent_id, updated_at = now()
+    WHERE conversation.customer_id = EXCLUDED.customer_id
+    RETURNING (conversation.xmax = 0) AS created
+), stored AS (
+    {_INSERT_MESSAGES}
+    FROM claimed, jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS})
+), event_rows AS (
+    SELECT pending.* FROM ({outbox.EVENT_ROWS}) AS pending, claimed
+    WHERE pending.type <> 'conversation.created' OR claimed.created
+), {_EVENT_CTES}
+SELECT (SELECT created FROM claimed) AS created, {_DEFER} AS deferred
+""")
+
+# The reply of a question stored earlier: the reply row, the question marked ok, the conversation
+# touched and the reply's events, in one statement.
+_STORE_REPLY = text(f"""
+WITH stored AS (
+    {_INSERT_MESSAGES}
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS})
+), answered AS (
+    UPDATE messages SET status = 'ok'
+    WHERE id = CAST(:question_id AS uuid) AND company_id = CAST(:company_id AS uuid)
+), touched AS (
+    UPDATE conversations SET updated_at = now()
+    WHERE id = CAST(:conversation_id AS uuid) AND company_id = CAST(:company_id AS uuid)
+), event_rows AS ({outbox.EVENT_ROWS}), {_EVENT_CTES}
+SELECT {_DEFER} AS deferred
+""")
+
+
 async def store_turn(session: AsyncSession, turn: CustomerTurn, *, status: str, error: str | None = None,
                      reply_id: uuid.UUID | None = None, reply: ReplyRecord | None = None) -> None:
     """The conversation (created or touched) and the customer's message, with the reply when there is one.
 
     Raises `InvalidInput` when the conversation turned out to be another customer's: then nothing is
-    stored. Core statements, not ORM units of work: this runs on every chat, and a cache hit stores
-    its whole turn here in one transaction of two statements.
+    stored. Written as one SQL statement, not ORM units of work: this runs on every chat, and a cache
+    hit stores its whole turn here.
     """
-    created = await _claim(session, company_id=turn.company_id, agent_id=turn.agent_id,
-                           conversation_id=turn.conversation_id, customer_id=turn.customer_id, channel=turn.channel)
-    rows = [_message_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
-                         turn.request_id, message_id=turn.message_id, role="customer", content=turn.content,
-                         status=status, error=error, metadata=turn.metadata, created_at=func.now())]
+    rows = [_message_row(turn, message_id=turn.message_id, role="customer", content=turn.content, status=status,
+                         error=error, metadata=turn.metadata, later=False)]
+    events = [turn_events.conversation_created(turn), turn_events.message_received(turn)]
+    if status == "failed":
+        events.append(turn_events.message_failed(turn.conversation_id, turn.message_id, error or ""))
     if reply is not None:
         assert reply_id is not None
         # now() is the transaction's start, clock_timestamp() the moment of the insert: the reply sorts
         # after its question even though both rows are written together.
-        rows.append(_reply_row(turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel,
-                               turn.request_id, reply_id, reply, created_at=func.clock_timestamp()))
-    await session.execute(insert(MESSAGES).values(rows))
-    if created:
-        await turn_events.conversation_created(session, turn)
-    await turn_events.message_received(session, turn)
-    if status == "failed":
-        await turn_events.message_failed(session, turn.company_id, turn.conversation_id, turn.message_id, error or "")
-    if reply is not None:
-        assert reply_id is not None
-        await turn_events.reply_stored(session, turn, reply_id, reply)
+        rows.append(_reply_row(turn, reply_id, reply, later=True))
+        events += turn_events.reply_stored(turn, reply_id, reply)
+    claimed = (await session.execute(_STORE_TURN, {
+        "conversation_id": str(turn.conversation_id), "company_id": str(turn.company_id),
+        "agent_id": str(turn.agent_id), "customer_id": turn.customer_id, "channel": turn.channel,
+        "rows": json.dumps(rows, default=str), **outbox.rows_json(events),
+    })).first()
+    if claimed is None or claimed.created is None:
+        raise InvalidInput("conversation_id", "this conversation belongs to another customer")
 
 
-def _message_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str,
-                 channel: str, request_id: str, *, message_id: uuid.UUID, role: str, content: str, status: str,
-                 error: str | None, metadata: dict[str, Any], created_at: Any) -> dict[str, Any]:
-    # Every column given: a multi-row VALUES needs the same keys in each row.
+def _message_row(turn: CustomerTurn, *, message_id: uuid.UUID, role: str, content: str, status: str,
+                 error: str | None, metadata: dict[str, Any], later: bool) -> dict[str, Any]:
+    # Every column given: the recordset names them all.
     return {
-        "id": message_id, "company_id": company_id, "conversation_id": conversation_id, "agent_id": agent_id,
-        "customer_id": customer_id, "role": role, "content": content, "status": status, "channel": channel,
-        "request_id": request_id, "error": error, "model_used": None, "tier": None, "tier_reason": None,
-        "tokens_input": 0, "tokens_output": 0, "cost_usd": Decimal(0), "latency_ms": None,
-        "step_timings": {}, "context_tokens": {}, "actions_executed": [], "tool_calls": [], "tool_rounds": 0,
-        "cached": False, "cache_similarity": None, "cache_entry_id": None, "config_cache_hit": None,
-        "llm_latency_ms": None, "metadata": metadata, "cache_checked": None, "created_at": created_at,
+        "id": message_id, "company_id": turn.company_id, "conversation_id": turn.conversation_id,
+        "agent_id": turn.agent_id, "customer_id": turn.customer_id, "role": role, "content": content,
+        "status": status, "channel": turn.channel, "request_id": turn.request_id, "error": error,
+        "model_used": None, "tier": None, "tier_reason": None, "tokens_input": 0, "tokens_output": 0,
+        "cost_usd": "0", "latency_ms": None, "step_timings": {}, "context_tokens": {}, "actions_executed": [],
+        "tool_calls": [], "tool_rounds": 0, "cached": False, "cache_similarity": None, "cache_entry_id": None,
+        "config_cache_hit": None, "llm_latency_ms": None, "metadata": metadata, "cache_checked": None,
+        "later": later,
     }
 
 
-def _reply_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str,
-               channel: str, request_id: str, reply_id: uuid.UUID, record: ReplyRecord,
-               created_at: Any) -> dict[str, Any]:
-    row = _message_row(company_id, conversation_id, agent_id, customer_id, channel, request_id,
-                       message_id=reply_id, role="assistant", content=record.content, status="ok", error=None,
-                       metadata=record.metadata, created_at=created_at)
+def _reply_row(turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord, *, later: bool) -> dict[str, Any]:
+    row = _message_row(turn, message_id=reply_id, role="assistant", content=record.content, status="ok",
+                       error=None, metadata=record.metadata, later=later)
     row.update(
         model_used=record.model_used, tier=record.tier, tier_reason=record.tier_reason,
         tokens_input=record.tokens_input, tokens_output=record.tokens_output,
-        cost_usd=Decimal(str(round(record.cost_usd, 8))), latency_ms=record.latency_ms,
+        cost_usd=str(Decimal(str(round(record.cost_usd, 8)))), latency_ms=record.latency_ms,
         step_timings=record.step_timings, context_tokens=record.context_tokens,
         actions_executed=record.actions_executed, tool_calls=record.tool_calls, tool_rounds=record.tool_rounds,
         cached=record.cached, cache_similarity=record.cache_similarity, cache_entry_id=record.cache_entry_id,
@@ -193,16 +246,12 @@ class ReplyRecord:
 
 
 async def store_reply(session: AsyncSession, turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord) -> None:
-    """The reply of a turn whose customer message `store_turn` stored earlier, in Core statements."""
-    await session.execute(insert(MESSAGES).values(_reply_row(
-        turn.company_id, turn.conversation_id, turn.agent_id, turn.customer_id, turn.channel, turn.request_id,
-        reply_id, record, created_at=func.now())))
-    await session.execute(update(Message).where(Message.id == turn.message_id, Message.company_id == turn.company_id)
-                          .values(status="ok"))
-    await session.execute(update(Conversation).where(Conversation.id == turn.conversation_id,
-                                                     Conversation.company_id == turn.company_id)
-                          .values(updated_at=func.now()))
-    await turn_events.reply_stored(session, turn, reply_id, record)
+    """The reply of a turn whose customer message `store_turn` stored earlier, in one statement."""
+    await session.execute(_STORE_REPLY, {
+        "rows": json.dumps([_reply_row(turn, reply_id, record, later=False)], default=str),
+        "question_id": str(turn.message_id), "conversation_id": str(turn.conversation_id),
+        "company_id": str(turn.company_id), **outbox.rows_json(turn_events.reply_stored(turn, reply_id, record)),
+    })
 
 
 async def mark_failed(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID, error: str) -> None:
@@ -211,7 +260,8 @@ async def mark_failed(session: AsyncSession, *, company_id: uuid.UUID, message_i
         .values(status="failed", error=error[:2000]).returning(Message.conversation_id)
     )).first()
     if failed is not None:
-        await turn_events.message_failed(session, company_id, failed.conversation_id, message_id, error[:2000])
+        await outbox.record_many(session, company_id, [
+            turn_events.message_failed(failed.conversation_id, message_id, error[:2000])])
 
 
 async def append_tool_calls(session: AsyncSession, *, company_id: uuid.UUID, message_id: uuid.UUID,
@@ -222,4 +272,5 @@ async def append_tool_calls(session: AsyncSession, *, company_id: uuid.UUID, mes
         return
     message.tool_calls = [*message.tool_calls, *calls]
     message.actions_executed = [*message.actions_executed, *names]
-    await turn_events.actions_recorded(session, company_id, message.conversation_id, message_id, calls)
+    await outbox.record_many(session, company_id,
+                             turn_events.actions_recorded(message.conversation_id, message_id, calls))

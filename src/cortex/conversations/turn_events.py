@@ -1,4 +1,4 @@
-"""The events a conversation turn writes, in the transaction that stores it (called from `store`).
+"""The events a conversation turn writes, in the statement that stores it (built here, written by `store`).
 
 Only `message.*` events carry message text; the others carry ids and small fields.
 """
@@ -8,9 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from cortex.events import outbox
+from cortex.events.outbox import Event
 from cortex.llm import offline
 
 if TYPE_CHECKING:
@@ -21,36 +19,35 @@ DONT_KNOW_REPLIES = frozenset(offline.DONT_KNOW.values())
 HANDOFF_ACTIONS = frozenset({"handoff", "hand_off", "human_handoff", "handoff_to_human", "transfer_to_human"})
 
 
-async def conversation_created(session: AsyncSession, turn: CustomerTurn) -> None:
-    await outbox.record(session, turn.company_id, "conversation.created", {
+def conversation_created(turn: CustomerTurn) -> Event:
+    return Event("conversation.created", {
         "conversation_id": turn.conversation_id, "agent_id": turn.agent_id, "customer_id": turn.customer_id,
         "channel": turn.channel})
 
 
-async def message_received(session: AsyncSession, turn: CustomerTurn) -> None:
-    await outbox.record(session, turn.company_id, "message.received", {
+def message_received(turn: CustomerTurn) -> Event:
+    return Event("message.received", {
         "message_id": turn.message_id, "conversation_id": turn.conversation_id, "agent_id": turn.agent_id,
         "customer_id": turn.customer_id, "channel": turn.channel, "content": turn.content})
 
 
-async def message_failed(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                         message_id: uuid.UUID, error: str) -> None:
-    await outbox.record(session, company_id, "message.failed", {
-        "message_id": message_id, "conversation_id": conversation_id, "error": error})
+def message_failed(conversation_id: uuid.UUID, message_id: uuid.UUID, error: str) -> Event:
+    return Event("message.failed", {"message_id": message_id, "conversation_id": conversation_id, "error": error})
 
 
-async def reply_stored(session: AsyncSession, turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord) -> None:
-    await outbox.record(session, turn.company_id, "message.replied", {
+def reply_stored(turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord) -> list[Event]:
+    events = [Event("message.replied", {
         "message_id": reply_id, "reply_to": turn.message_id, "conversation_id": turn.conversation_id,
         "agent_id": turn.agent_id, "customer_id": turn.customer_id, "content": record.content,
         "model": record.model_used, "tier": record.tier, "cached": record.cached,
-        "cost_usd": round(record.cost_usd, 8), "latency_ms": round(record.latency_ms, 3)})
-    await actions_recorded(session, turn.company_id, turn.conversation_id, reply_id, record.tool_calls)
+        "cost_usd": round(record.cost_usd, 8), "latency_ms": round(record.latency_ms, 3)})]
+    events += actions_recorded(turn.conversation_id, reply_id, record.tool_calls)
     reason = handoff_reason(record)
     if reason is not None:
-        await outbox.record(session, turn.company_id, "agent.handoff_requested", {
+        events.append(Event("agent.handoff_requested", {
             "conversation_id": turn.conversation_id, "message_id": reply_id, "agent_id": turn.agent_id,
-            "customer_id": turn.customer_id, **reason})
+            "customer_id": turn.customer_id, **reason}))
+    return events
 
 
 def handoff_reason(record: ReplyRecord) -> dict[str, Any] | None:
@@ -61,11 +58,8 @@ def handoff_reason(record: ReplyRecord) -> dict[str, Any] | None:
     return {"reason": "action", "action": called[0]} if called else None
 
 
-async def actions_recorded(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                           message_id: uuid.UUID, calls: list[dict[str, Any]]) -> None:
-    for call in calls:
-        kind = "action.executed" if call.get("outcome") == "ok" else "action.failed"
-        await outbox.record(session, company_id, kind, {
-            "message_id": message_id, "conversation_id": conversation_id, "action": call.get("name"),
-            "outcome": call.get("outcome"), "status": call.get("status"), "duration_ms": call.get("duration_ms"),
-            "after_reply": bool(call.get("after_reply"))})
+def actions_recorded(conversation_id: uuid.UUID, message_id: uuid.UUID, calls: list[dict[str, Any]]) -> list[Event]:
+    return [Event("action.executed" if call.get("outcome") == "ok" else "action.failed", {
+        "message_id": message_id, "conversation_id": conversation_id, "action": call.get("name"),
+        "outcome": call.get("outcome"), "status": call.get("status"), "duration_ms": call.get("duration_ms"),
+        "after_reply": bool(call.get("after_reply"))}) for call in calls]
