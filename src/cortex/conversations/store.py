@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.conversations import turn_events
+from cortex.db.engine import Database
 from cortex.db.models import Conversation, Message
 from cortex.events import outbox
 from cortex.kit.errors import InvalidInput
@@ -53,14 +54,46 @@ async def _claim(session: AsyncSession, *, company_id: uuid.UUID, agent_id: uuid
     return bool(claimed.created)
 
 
-async def check_conversation(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                             customer_id: str) -> bool:
-    """Whether the conversation exists; refuses another customer's early. `store_turn` decides for good."""
-    owner = await session.scalar(select(Conversation.customer_id)
-                                 .where(Conversation.company_id == company_id, Conversation.id == conversation_id))
+@dataclass(frozen=True)
+class TurnReads:
+    """What a turn reads before its services run: whose the conversation is, the customer, the history."""
+
+    owner: str | None  # the conversation's customer; None when it does not exist yet
+    customer: dict[str, Any] | None  # the customer's profile columns; None when the company has no record
+    history: list[HistoryTurn]
+
+
+# One statement outside any transaction (no BEGIN/COMMIT): asyncpg keeps it prepared per connection.
+# JSON leaves as text, so the driver's codecs do not matter. The history is the customer's own
+# answered turns, oldest first: failed and pending messages are left out, and so are other customers'
+# rows (`store_turn` keeps them out, but a database written by an older release may hold some).
+_TURN_READS = """
+SELECT (SELECT customer_id FROM conversations WHERE company_id = $1 AND id = $2) AS owner,
+       (SELECT json_build_object('first_name', first_name, 'last_name', last_name, 'email', email,
+                                 'organization', organization, 'segments', segments, 'metadata', metadata)::text
+        FROM customers WHERE company_id = $1 AND customer_id = $3) AS customer,
+       (SELECT json_agg(json_build_array(recent.role, recent.content)
+                        ORDER BY recent.created_at, recent.role)::text
+        FROM (SELECT role, content, created_at FROM messages
+              WHERE company_id = $1 AND conversation_id = $2 AND customer_id = $3 AND status = 'ok'
+              ORDER BY created_at DESC, role DESC LIMIT $4) AS recent) AS history
+"""
+
+
+async def read_turn(database: Database, *, company_id: uuid.UUID, conversation_id: uuid.UUID, customer_id: str,
+                    history_turns: int) -> TurnReads:
+    """Refuses another customer's conversation early (`store_turn` decides for good, as first messages race)."""
+    async with database.connect().connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # a checked-out connection always has its asyncpg connection
+        row = await driver.fetchrow(_TURN_READS, company_id, conversation_id, customer_id, max(history_turns, 0) * 2)
+    assert row is not None  # a SELECT of scalar subqueries always returns its one row
+    owner = row["owner"]
     if owner is not None and owner != customer_id:
         raise InvalidInput("conversation_id", "this conversation belongs to another customer")
-    return owner is not None
+    history = [HistoryTurn(role=role, content=content) for role, content in json.loads(row["history"] or "[]")]
+    return TurnReads(owner=owner, customer=json.loads(row["customer"]) if row["customer"] else None,
+                     history=history if owner is not None else [])
 
 
 @dataclass(frozen=True)
@@ -189,25 +222,6 @@ def _reply_row(turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord, *, 
         cache_checked=record.cache_checked,
     )
     return row
-
-
-async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                         customer_id: str, limit: int) -> list[HistoryTurn]:
-    """The last `limit` answered turns of this customer, oldest first; failed and pending messages are left out.
-
-    Only the customer's own rows: `store_turn` keeps other customers out of a conversation, but a
-    database written by an older release may hold some, and they must never reach this customer's prompt.
-    """
-    if limit <= 0:
-        return []
-    rows = (await session.execute(
-        select(Message.role, Message.content)
-        .where(Message.company_id == company_id, Message.conversation_id == conversation_id,
-               Message.customer_id == customer_id, Message.status == "ok")
-        .order_by(Message.created_at.desc(), Message.role.desc())
-        .limit(limit * 2)
-    )).all()
-    return [HistoryTurn(role=role, content=content) for role, content in reversed(rows)]
 
 
 async def add_customer_message(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from cortex.db.models import Customer
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.context import CustomerProfile, RequestContext
 from cortex.pipeline.ports import MEMORY, MemoryPort, UnavailableMemory
@@ -22,16 +18,14 @@ def memory_port(runtime: Runtime) -> MemoryPort:
     return port
 
 
-async def load_profile(session: AsyncSession, company_id: uuid.UUID, customer_id: str) -> CustomerProfile:
-    """Read in the runner's first transaction, beside the conversation, to save a round trip."""
-    customer = await session.scalar(select(Customer).where(Customer.company_id == company_id,
-                                                           Customer.customer_id == customer_id))
+def profile_of(customer_id: str, customer: dict[str, Any] | None) -> CustomerProfile:
+    """The profile from the customer's columns as `store.read_turn` reads them beside the conversation."""
     if customer is None:
         return CustomerProfile(customer_id=customer_id)
     return CustomerProfile(
-        customer_id=customer_id, first_name=customer.first_name, last_name=customer.last_name,
-        email=customer.email, organization=customer.organization, segments=list(customer.segments),
-        metadata=dict(customer.metadata_),
+        customer_id=customer_id, first_name=customer.get("first_name"), last_name=customer.get("last_name"),
+        email=customer.get("email"), organization=customer.get("organization"),
+        segments=list(customer.get("segments") or []), metadata=dict(customer.get("metadata") or {}),
     )
 
 

@@ -60,21 +60,19 @@ class ChatPipeline:
                 raise
 
     async def _open_conversation(self, ctx: RequestContext) -> store.CustomerTurn:
-        """Reads only (checks, profile, history): the turn is written once the cache has answered or not.
+        """Reads only (owner, profile, history; one statement): the turn is written once the cache has answered.
 
         A cache hit then stores conversation, question and reply in one transaction; otherwise the
         question is stored before the model is called. The check here refuses another customer's
         conversation early; `store.store_turn` decides for good, as first messages may race.
         """
         request, agent = ctx.request, ctx.config
-        async with self.runtime.database.session() as session:
-            existed = await store.check_conversation(session, company_id=ctx.company_id,
-                                                     conversation_id=request.conversation_id,
-                                                     customer_id=request.customer_id)
-            ctx.profile = await memory_recall.load_profile(session, ctx.company_id, request.customer_id)
-            ctx.history = await store.recent_history(
-                session, ctx.company_id, request.conversation_id, request.customer_id,
-                agent.settings.history_turns) if existed else []
+        reads = await store.read_turn(self.runtime.database, company_id=ctx.company_id,
+                                      conversation_id=request.conversation_id, customer_id=request.customer_id,
+                                      history_turns=agent.settings.history_turns)
+        existed = reads.owner is not None
+        ctx.profile = memory_recall.profile_of(request.customer_id, reads.customer)
+        ctx.history = reads.history
         supplied = ctx.options.history
         if not existed and supplied is not None:  # as many turns as stored history would give
             ctx.history = supplied[max(0, len(supplied) - 2 * agent.settings.history_turns):]
