@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from cortex.agents.service import build_config
+from cortex.cache.guards import normalize
 from cortex.cache.service import DEFAULT_THRESHOLD, SemanticCache
 from cortex.conversations import store as conversation_store
 from cortex.db.models import Message, SemanticCacheEntry
@@ -251,9 +252,9 @@ async def test_warm_flush_and_stats(client: httpx.AsyncClient, tenant: Tenant, o
         "indexing": False, "hits": 1, "misses": 1, "hit_rate": 0.5}
     assert sorted((a["agent_id"], a["num_docs"], a["num_records"]) for a in body["by_agent"]) == sorted(
         [(agent["id"], 3, 3), (second["id"], 1, 1)])
-    # This worker loaded the first agent's scope for its lookups (the two warmed entries; the generated
-    # one joins it at the next lookup), and not the second's, which nothing has looked up.
-    assert body["hot_index"] == {"enabled": True, "state": "complete", "scopes": 1, "entries": 2}
+    # This worker loaded the first agent's scope for its lookups (the two warmed entries), and the reply
+    # it stored itself joined its copy at once; not the second's, which nothing has looked up.
+    assert body["hot_index"] == {"enabled": True, "state": "complete", "scopes": 1, "entries": 3}
     await client.patch(f"/v1/agents/{agent['id']}", headers=company.headers, json={"system_prompt": "New."})
     after_change = (await client.get("/v1/cache/stats", headers=company.headers)).json()
     assert after_change["num_docs"] == 1 and after_change["num_records"] == 4
@@ -335,6 +336,37 @@ async def test_workers_sharing_redis_see_each_others_writes(client: httpx.AsyncC
         assert (await worker_b.decide(agent=config, message="Do you ship abroad?")).hit is None
     finally:
         await backend.close()
+
+
+async def test_a_refresh_finds_a_row_committed_out_of_order(client: httpx.AsyncClient, tenant: Tenant,
+                                                            runtime: Runtime) -> None:
+    """A slower transaction commits a lower sequence number after a faster one: the refresh still finds it,
+    and it fetches only the rows its copy lacks."""
+    agent = await create_agent(client, tenant)
+    shared = replace(runtime, components={})
+    reader, writer = SemanticCache(shared), SemanticCache(shared)
+    async with runtime.database.session() as session:
+        config = await build_config(session, tenant.company_id, uuid.UUID(agent["id"]))
+    await writer.warm(config, [("Do you ship abroad?", "Yes.")])
+    assert (await reader.decide(agent=config, message="Do you ship abroad?")).hit is not None
+    vector = await runtime.embedder.embed_query("Can I pay in cash?")
+
+    def row(question: str, answer: str) -> dict[str, Any]:
+        return {"company_id": tenant.company_id, "agent_id": config.id, "origin": "warmed",
+                "config_version": config.config_version, "knowledge_version": 0, "question": question,
+                "normalized_question": normalize(question), "answer": answer, "embedding": vector,
+                "customer_id": None, "conversation_id": None, "reply_message_id": None, "expires_at": None,
+                "metadata_": {}}
+
+    async with runtime.database.session() as slow:  # takes its sequence number first, commits last
+        [(_, slow_seq)] = await SemanticCache._upsert_in(slow, [row("Can I pay in cash?", "No.")])
+        [(_, fast_seq)] = await writer._upsert([row("Do you deliver on Sunday?", "Yes.")])
+        assert fast_seq > slow_seq
+        await writer._changed([config.id], deleted=False)
+        assert (await reader.decide(agent=config, message="Do you deliver on Sunday?")).hit is not None
+    await writer._changed([config.id], deleted=False)
+    hit = (await reader.decide(agent=config, message="Can I pay in cash?")).hit
+    assert hit is not None and hit.answer == "No."
 
 
 async def test_store_rules_on_the_component(runtime: Runtime, client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -3,7 +3,8 @@
 Entries live in PostgreSQL. Each worker keeps the scopes it serves in memory and checks two counters
 in the shared cache backend before every lookup: `add` (entries were stored: fetch the rows added
 since) and `del` (entries were deleted or flushed: reload the scope). Both counters are bumped after
-the database commit, so a worker that reads them first and queries second never misses a write.
+the database commit, so a worker that reads them first and queries second never misses a write. A
+worker that stored an entry itself appends it at once (`SemanticCache.store`), with no fetch at all.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ScopeIndex:
     origins: list[str] = field(default_factory=list)
     expires: list[float] = field(default_factory=list)
     position_of: dict[uuid.UUID, int] = field(default_factory=dict)
+    seq_of: dict[uuid.UUID, int] = field(default_factory=dict)
     exact: dict[str, int] = field(default_factory=dict)
     _matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, DIMENSIONS), dtype=np.float32))
     _rows: int = 0
@@ -78,6 +80,7 @@ class ScopeIndex:
             self._matrix = grown
         for row in rows:
             self.max_seq = max(self.max_seq, row.seq)
+            self.seq_of[row.id] = row.seq
             position = self.position_of.get(row.id)
             if position is None:
                 position = self._rows
@@ -101,6 +104,10 @@ class ScopeIndex:
             current = self.exact.get(row.normalized)
             if current is None or row.origin == "warmed" or self.origins[current] != "warmed":
                 self.exact[row.normalized] = position
+
+    def has(self, entry_id: uuid.UUID, seq: int) -> bool:
+        """Whether this copy holds the entry as of sequence number `seq` (an upsert gives it a new one)."""
+        return self.seq_of.get(entry_id) == seq
 
     def live(self, position: int, now: float) -> bool:
         return self.expires[position] > now

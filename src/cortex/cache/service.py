@@ -53,6 +53,8 @@ WARMED, GENERATED = "warmed", "generated"
 MAX_HOT_SCOPES = 512
 HIT_FLUSH_SECONDS = 1.0
 MAX_HOT_ROWS = 250_000  # about 370 MB of float32 MiniLM vectors
+# How far back (in sequence numbers) a refresh looks for rows committed out of order.
+LOOKBACK_SEQS = 1000
 # Long messages are not asked twice, and the unique index on the question has a size limit.
 MAX_QUESTION_CHARS = 1000
 
@@ -121,12 +123,15 @@ class SemanticCache:
     def _version_key(agent_id: uuid.UUID, kind: str) -> str:
         return f"cortex:semcache:{agent_id}:{kind}"
 
-    async def _changed(self, agent_ids: Sequence[uuid.UUID], *, deleted: bool) -> None:
+    async def _changed(self, agent_ids: Sequence[uuid.UUID], *, deleted: bool) -> dict[uuid.UUID, int]:
+        """Bump the counters after a commit; returns each agent's new counter value."""
+        versions: dict[uuid.UUID, int] = {}
         for agent_id in set(agent_ids):
-            await self.runtime.cache.incr(self._version_key(agent_id, "del" if deleted else "add"))
+            versions[agent_id] = await self.runtime.cache.incr(self._version_key(agent_id, "del" if deleted else "add"))
             if deleted:  # this worker drops its copies at once rather than at its next lookup
                 for key in [k for k in self._scopes if k.agent_id == agent_id]:
                     self._scopes.pop(key, None)
+        return versions
 
     async def _index(self, key: ScopeKey) -> ScopeIndex:
         cache = self.runtime.cache
@@ -143,14 +148,15 @@ class SemanticCache:
                 index = ScopeIndex(key)
                 since = 0
             elif index.add_version != add_version:
-                # Sequence numbers are allocated before commit, so a slower transaction can commit a
-                # lower one after a faster one: look back a little; rows already present are replaced.
-                since = max(0, index.max_seq - 1000)
+                since = index.max_seq
             else:
                 return index
             self._loading[key.company_id] += 1
             try:
-                index.add(await self._load(key, since))
+                if since == 0:
+                    index.add(await self._load(key, 0))
+                else:
+                    index.add(await self._load_added(key, index, since))
             finally:
                 self._loading[key.company_id] -= 1
             index.add_version, index.del_version = add_version, del_version
@@ -162,17 +168,33 @@ class SemanticCache:
                 self._scopes.popitem(last=False)
             return index
 
-    async def _load(self, key: ScopeKey, since_seq: int) -> list[Row]:
+    async def _load(self, key: ScopeKey, since_seq: int, *, seqs: Sequence[int] | None = None) -> list[Row]:
         entry = SemanticCacheEntry
+        chosen = entry.seq.in_(seqs) if seqs is not None else entry.seq > since_seq
         statement = (select(entry.id, entry.seq, entry.question, entry.normalized_question, entry.answer,
                             entry.origin, entry.embedding, entry.expires_at)
-                     .where(_scope_filter(key), entry.seq > since_seq,
+                     .where(_scope_filter(key), chosen,
                             or_(entry.expires_at.is_(None), entry.expires_at > func.now()))
                      .order_by(entry.seq))
         async with self.runtime.database.session() as session:
             result = (await session.execute(statement)).all()
         return [Row(r.id, r.seq, r.question, r.normalized_question, r.answer, r.origin,
                     np.asarray(r.embedding, dtype=np.float32), epoch(r.expires_at)) for r in result]
+
+    async def _load_added(self, key: ScopeKey, index: ScopeIndex, max_seq: int) -> list[Row]:
+        """The rows other workers stored since this copy's newest, and only those.
+
+        Sequence numbers are allocated before commit, so a slower transaction can commit a lower one
+        after a faster one: look back LOOKBACK_SEQS, but over ids and numbers only, and fetch answers
+        and vectors just for the rows this copy does not hold.
+        """
+        entry = SemanticCacheEntry
+        async with self.runtime.database.session() as session:
+            recent = (await session.execute(
+                select(entry.id, entry.seq).where(_scope_filter(key), entry.seq > max(0, max_seq - LOOKBACK_SEQS))
+            )).all()
+        missing = [r.seq for r in recent if not index.has(r.id, r.seq)]
+        return await self._load(key, 0, seqs=missing) if missing else []
 
     # --- lookup ---------------------------------------------------------------------------------
 
@@ -336,8 +358,22 @@ class SemanticCache:
             if not await memory_repository.message_still_exists(session, turn.company_id, turn.customer_message_id):
                 logger.debug("cache: not storing reply %s (the customer was forgotten)", turn.reply_message_id)
                 return
-            await self._upsert_in(session, [values])
-        await self._changed([agent.id], deleted=False)
+            stored = await self._upsert_in(session, [values])
+        versions = await self._changed([agent.id], deleted=False)
+        self._append_own(self.scope_of(agent), versions[agent.id], [
+            Row(entry_id, seq, turn.message, normalize(turn.message), turn.reply, GENERATED,
+                np.asarray(vector, dtype=np.float32), epoch(expires)) for entry_id, seq in stored])
+
+    def _append_own(self, key: ScopeKey, add_version: int, rows: list[Row]) -> None:
+        """This worker's own store goes straight into its copy of the scope, with no fetch.
+
+        Only when the copy was current just before this store's bump: a bump by another worker in
+        between means rows this copy lacks, so it is left for the next lookup to fetch.
+        """
+        index = self._scopes.get(key)
+        if index is not None and index.add_version == str(add_version - 1).encode():
+            index.add(rows)
+            index.add_version = str(add_version).encode()
 
     async def refusal(self, turn: CompletedTurn) -> str | None:
         """Why this turn must not be cached, or None. The rules are the cache's own, whatever calls it."""
@@ -372,26 +408,30 @@ class SemanticCache:
         reply = turn.reply.casefold()
         return any(len(v) >= 2 and v.casefold() in reply for v in values)
 
-    async def _upsert(self, rows: list[dict[str, Any]]) -> None:
+    async def _upsert(self, rows: list[dict[str, Any]]) -> list[tuple[uuid.UUID, int]]:
         async with self.runtime.database.session() as session:
-            await self._upsert_in(session, rows)
+            return await self._upsert_in(session, rows)
 
     @staticmethod
-    async def _upsert_in(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    async def _upsert_in(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[uuid.UUID, int]]:
+        """Insert or replace; returns each row's (id, seq)."""
         entry = cast(Table, SemanticCacheEntry.__table__)
+        written: list[tuple[uuid.UUID, int]] = []
         for start in range(0, len(rows), 1000):
             batch = [{("metadata" if k == "metadata_" else k): v for k, v in row.items()}
                      for row in rows[start:start + 1000]]
             statement = insert(entry).values(batch)
             excluded = statement.excluded
-            await session.execute(statement.on_conflict_do_update(
+            result = await session.execute(statement.on_conflict_do_update(
                 constraint="uq_semantic_cache_scope_question",
                 set_={"question": excluded.question, "answer": excluded.answer, "embedding": excluded.embedding,
                       "customer_id": excluded.customer_id, "conversation_id": excluded.conversation_id,
                       "reply_message_id": excluded.reply_message_id, "expires_at": excluded.expires_at,
                       # A fresh sequence number, so workers fetching "rows added since" see the change.
                       "seq": func.nextval(func.pg_get_serial_sequence("semantic_cache_entries", "seq"))},
-            ))
+            ).returning(entry.c.id, entry.c.seq))
+            written += [(row.id, row.seq) for row in result]
+        return written
 
     async def warm(self, agent: AgentConfig, pairs: Sequence[tuple[str, str]],
                    vectors: np.ndarray | None = None) -> tuple[int, int]:
