@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout_seconds: float = 60.0
     llm_max_retries: int = 1
+    # The circuit breaker per provider/model: open after this many provider faults in a row (0 turns it
+    # off), and let one probe through after the cooldown.
+    llm_breaker_failures: int = Field(default=5, ge=0)
+    llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     # Streams: a comment line this often keeps idle proxies from closing a quiet stream.
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     # A request repeating an Idempotency-Key whose first request is still running waits this long for it.
