@@ -298,13 +298,14 @@ def test_sigterm_lets_requests_in_flight_finish(server: Rig) -> None:
     events = [json.loads(line[6:]) for line in lines]
     assert events[-1]["event"] == "done", events[-3:]
     assert "".join(e.get("text", "") for e in events if e.get("event") == "delta").startswith("echo: one two")
-    assert code == 0 and exit_seconds < 20
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete: -15 is its clean exit (systemd
+    # counts it as one too); the requests above are what shows that the shutdown was graceful.
+    assert code in (0, -15) and exit_seconds < 20
     with pytest.raises(httpx.ConnectError):
         httpx.get(base + "/health", timeout=2)
     ids = [json.loads(response.request.content)["conversation_id"]]
     found = stored(server, ids)
     assert [(r, s) for r, s, _ in found[ids[0]]] == [("customer", "ok"), ("assistant", "ok")]
     assert pending_count(server) == 0
-
-
-
+    # No job is left claimed by the stopped worker: each finished or went back to the queue.
+    assert run_sql(server.database_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'") == [(0,)]
