@@ -118,6 +118,7 @@ def llm(runtime: Runtime, llm_server: ScriptedLLM) -> Iterator[ScriptedLLM]:
         setattr(settings, f"model_{tier}", SCRIPTED_MODEL)
     llm_server.script = echo
     llm_server.requests.clear()
+    runtime.llm.breaker.reset()  # circuits opened by an earlier test's failures are not this test's
     try:
         yield llm_server
     finally:
@@ -208,4 +209,5 @@ def live(live_cortex: LiveCortex, live_llm: ScriptedLLM) -> LiveCortex:
     live_llm.script = echo
     live_llm.token_delay_seconds = 0.0
     live_llm.requests.clear()
+    live_cortex.runtime.llm.breaker.reset()
     return live_cortex

@@ -49,6 +49,8 @@ class Reply:
     token_delay_seconds: float | None = None
     # Streams only: the connection drops after this many words (a provider failing mid-reply).
     fail_after_tokens: int | None = None
+    # When set, the answer is this JSON body with status 200, as is (a provider answering nonsense).
+    raw: Any = None
 
 
 Script = Callable[[dict[str, Any]], Reply]
@@ -106,6 +108,8 @@ class ScriptedLLM:
         if reply.status != 200:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
                                 status_code=reply.status)
+        if reply.raw is not None:
+            return JSONResponse(reply.raw)
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tool_calls:
             message["tool_calls"] = [

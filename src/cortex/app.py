@@ -16,6 +16,7 @@ from cortex.auth.endpoints import keys_router, portal_router
 from cortex.cache.endpoints import cache_router
 from cortex.cache.service import SemanticCache
 from cortex.conversations.endpoints import conversations_router
+from cortex.conversations.pending import PENDING_MESSAGES, PendingMessages, pending_messages
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
@@ -29,7 +30,7 @@ from cortex.jobs.system import JOBS, JobSystem, job_system
 from cortex.kit.body_limit import BodyLimitMiddleware
 from cortex.kit.cache_backend import create_cache_backend
 from cortex.kit.crypto import SecretBox
-from cortex.kit.errors import register_error_handlers
+from cortex.kit.errors import ErrorBoundaryMiddleware, register_error_handlers
 from cortex.kit.runtime import Runtime
 from cortex.kit.text_guard import TextGuardMiddleware
 from cortex.knowledge.endpoints import documents_router, jobs_router, knowledge_router, sources_router
@@ -116,8 +117,10 @@ def wire_components(runtime: Runtime) -> None:
     """Register the pipeline's components (knowledge, memory, semantic cache, ...) by their port names.
 
     Each domain adds one line here when it lands; until then the pipeline uses its Unavailable port.
-    The pipeline comes first so that it is closed last.
+    The pipeline comes first (after the pending messages' marks) so that it is closed last.
     """
+    # Closed after the pipeline's turns have ended, so that their last failure marks are written.
+    runtime.components[PENDING_MESSAGES] = PendingMessages(runtime)
     runtime.components[PIPELINE] = ChatPipeline(runtime)
     runtime.components[RATE_LIMITER] = RateLimiter.from_settings(runtime.settings)
     runtime.components[MEMORY] = MemoryComponent(runtime)
@@ -147,6 +150,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             count_tokens(None, text="warm up")  # loads the tokenizer now rather than on the first chat
         # A serving worker also resumes knowledge jobs whose worker died; a command-line runtime does not.
         knowledge_component(built).serve()
+        pending_messages(built).serve()
         if built.settings.jobs_in_serve:
             job_system(built).serve()
         try:
@@ -163,6 +167,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(BodyLimitMiddleware, upload_paths=UPLOAD_PATHS)
+    # Inside the request id and access log, outside everything that may fail (the rate limiter's Redis).
+    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)

@@ -71,8 +71,12 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
 
             upgrade(settings.database_url)
     # log_config=None: uvicorn keeps our JSON handler; the access line comes from our middleware.
+    # SIGTERM: uvicorn stops accepting, lets requests in flight (streams too) finish for up to
+    # shutdown_grace_seconds, then the lifespan closes the runtime (jobs finish or are handed back).
+    # Behind a proxy, uvicorn reads FORWARDED_ALLOW_IPS itself (see deploy/README.md).
     uvicorn.run("cortex.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False)
+                log_config=None, access_log=False,
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)))
 
 
 @app.command()

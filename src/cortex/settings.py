@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CORTEX_REDIS_URL"))
     secret_key: str | None = None
+    # How long a request waits for a new database connection, and for a free one from the pool.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     environment: str = "development"
 
     jwt_expire_minutes: int = 12 * 60
@@ -58,10 +61,20 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout_seconds: float = 60.0
     llm_max_retries: int = 1
+    # The circuit breaker per provider/model: open after this many provider faults in a row (0 turns it
+    # off), and let one probe through after the cooldown.
+    llm_breaker_failures: int = Field(default=5, ge=0)
+    llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     # Streams: a comment line this often keeps idle proxies from closing a quiet stream.
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     # A request repeating an Idempotency-Key whose first request is still running waits this long for it.
     idempotency_wait_seconds: float = Field(default=120.0, gt=0)
+    # Customer messages still `pending` this long after they arrived are marked failed by a sweep run
+    # this often (a process that died mid-turn); far longer than a turn can take.
+    pending_stale_seconds: float = Field(default=900.0, gt=0)
+    pending_sweep_seconds: float = Field(default=60.0, gt=0)
+    # `cortex serve`: after SIGTERM, requests in flight get this long to finish before they are cut.
+    shutdown_grace_seconds: float = Field(default=30.0, gt=0)
     # Automatic extraction of customer facts after each reply (needs a model; off without one).
     memory_extraction: bool = True
 

@@ -44,8 +44,12 @@ class Database:
         if self.engine is None:
             # No pre-ping: it costs a round trip on every checkout, several per chat request. A connection
             # lost to a database restart fails one query, is invalidated, and the pool reconnects.
+            # Bounded waits: a database that does not answer a connect, or a pool with no free connection,
+            # fails the request (503) within seconds rather than holding it past the client's timeout.
             self.engine = create_async_engine(
-                async_url(self.resolve_url()), pool_size=pool_size, max_overflow=20, pool_recycle=1800
+                async_url(self.resolve_url()), pool_size=pool_size, max_overflow=20, pool_recycle=1800,
+                pool_timeout=self.settings.database_pool_timeout_seconds,
+                connect_args={"timeout": self.settings.database_connect_timeout_seconds},
             )
             self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         return self.engine

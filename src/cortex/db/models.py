@@ -200,6 +200,8 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
         Index("ix_messages_company_created", "company_id", "created_at"),
+        # The sweep of messages left pending (cortex.conversations.pending): only those rows.
+        Index("ix_messages_pending", "created_at", postgresql_where=text("status = 'pending'")),
         ForeignKeyConstraint(["company_id", "conversation_id"], ["conversations.company_id", "conversations.id"],
                              ondelete="CASCADE", name="messages_conversation_fkey"),
     )

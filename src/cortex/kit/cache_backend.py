@@ -2,11 +2,16 @@
 
 Several workers share config caches, rate-limit counters and live events through Redis; a single
 process without REDIS_URL gets the same behaviour in memory.
+
+Redis down or restarting does not stop the service: a read that cannot reach it is a miss and a write
+of cached state is skipped (the next reader loads it from PostgreSQL). What must not be lost silently
+(a delete that invalidates a revoked key, a counter, a publish) still raises, and the API answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -14,6 +19,10 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+import redis.exceptions
+
+logger = logging.getLogger(__name__)
+_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class CacheBackend(Protocol):
@@ -117,14 +126,21 @@ class RedisCacheBackend:
         self._client: aioredis.Redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._client.get(key)
+        try:
+            value = await self._client.get(key)
+        except _UNREACHABLE as exc:
+            logger.warning("redis unavailable: cache read is a miss", extra={"error_type": type(exc).__name__})
+            return None
         return None if value is None else _as_bytes(value)
 
     async def set(self, key: str, value: bytes | str, ttl_seconds: float | None = None) -> None:
-        if ttl_seconds:
-            await self._client.set(key, value, px=max(1, int(ttl_seconds * 1000)))
-        else:
-            await self._client.set(key, value)
+        try:
+            if ttl_seconds:
+                await self._client.set(key, value, px=max(1, int(ttl_seconds * 1000)))
+            else:
+                await self._client.set(key, value)
+        except _UNREACHABLE as exc:
+            logger.warning("redis unavailable: cache write skipped", extra={"error_type": type(exc).__name__})
 
     async def delete(self, *keys: str) -> int:
         if not keys:

@@ -1,21 +1,30 @@
 """Typed errors, mapped to HTTP responses once, in `register_error_handlers`.
 
+A database or Redis that cannot be reached (refused, shutting down, a pooled connection cut, the pool
+exhausted) is a 503 with `Retry-After`, never a 500: the request may be sent again once it is back.
+Every error leaves as a handled response (`ErrorBoundaryMiddleware` answers what no handler took), so
+the server keeps the connection open for the client's next request.
+
 Paths of the OpenAI-compatible API (`OPENAI_PATHS`) answer every error in OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`, with the same status: OpenAI clients read it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 from typing import Any
 
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.kit import text_guard
 
@@ -23,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 # PostgreSQL's 'invalid byte sequence' (a NUL in text) and 'untranslatable character' (\u0000 in jsonb).
 UNSTORABLE_TEXT_STATES = frozenset({"22021", "22P05"})
+# The server is going away or refusing connections (class 08 is every connection exception).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                                 errno.ETIMEDOUT, errno.EPIPE})
+# What a client is told to wait before sending again during an outage.
+OUTAGE_RETRY_AFTER_SECONDS = 5
 
 
 class CortexError(Exception):
@@ -122,6 +137,78 @@ class GatewayTimeout(CortexError):
     default_detail = "upstream timed out"
 
 
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """What cannot be reached now, when `exc` (or what caused it) says so: "database", "redis", or "backing
+    service" for a bare socket error (asyncpg's connect lets the socket's own error out, unwrapped)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return "redis"
+        if isinstance(seen, PoolTimeout):
+            return "database"
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return "database"
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES):
+            return "database"
+        if isinstance(seen, ConnectionError | TimeoutError) or (
+                isinstance(seen, OSError) and seen.errno in _UNREACHABLE_ERRNOS):
+            return "backing service"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def unavailable_response(request: Request, dependency: str) -> JSONResponse:
+    rid = request_id_of(request)
+    logger.warning("dependency unavailable", extra={"request_id": rid, "dependency": dependency})
+    return error_response(request.url.path, 503, {"detail": f"the {dependency} is unavailable; try again shortly",
+                                                  "request_id": rid},
+                          {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS), "X-Request-ID": rid},
+                          code="service_unavailable")
+
+
+def unexpected_response(request: Request, exc: BaseException) -> JSONResponse:
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        return unavailable_response(request, dependency)
+    rid = request_id_of(request)
+    logger.error("unhandled error", extra={"request_id": rid}, exc_info=exc)
+    # This may answer outside the middlewares, so the request id header is set here too.
+    return error_response(request.url.path, 500, {"detail": "internal error", "request_id": rid},
+                          {"X-Request-ID": rid}, code="internal_error")
+
+
+class ErrorBoundaryMiddleware:
+    """Answers an exception no handler took (one raised in a middleware, or not mapped) as a response.
+
+    Starlette's own last handler re-raises after answering, and uvicorn then closes the keep-alive
+    connection without `Connection: close`: the client's next request on it dies without a status.
+    Once a response has started (a stream) there is nothing left to answer, so the error goes on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise
+            await unexpected_response(Request(scope), exc)(scope, receive, send)
+
+
 # Where errors take OpenAI's shape: the OpenAI-compatible API's routes.
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -167,6 +254,10 @@ def request_id_of(request: Request) -> str:
     return str(rid)
 
 
+async def _outage(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_response(request, exc)
+
+
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
@@ -204,12 +295,13 @@ def register_error_handlers(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_STATES:
             return error_response(request.url.path, 422, {
                 "detail": [{"loc": ["body"], "msg": text_guard.MESSAGE, "type": "value_error"}]})
-        return await _unexpected(request, exc)
+        return unexpected_response(request, exc)
+
+    # Answered here (inside the middlewares) rather than by the boundary: the access log and the
+    # request id header see the 503 as they see every other status.
+    for outage in (PoolTimeout, OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        rid = request_id_of(request)
-        logger.exception("unhandled error", extra={"request_id": rid})
-        # This handler answers outside the middlewares, so the request id header is set here too.
-        return error_response(request.url.path, 500, {"detail": "internal error", "request_id": rid},
-                              {"X-Request-ID": rid}, code="internal_error")
+        return unexpected_response(request, exc)

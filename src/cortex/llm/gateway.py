@@ -1,7 +1,14 @@
 """The one door to every model: LiteLLM with per-call timeout, retries, fallback models, cost and limits.
 
 Errors leave as Cortex errors the API maps to status codes: an unreachable provider is 503
-(`ServiceUnavailable`), a model that does not answer in time is 504 (`GatewayTimeout`).
+(`ServiceUnavailable`), a model that does not answer in time is 504 (`GatewayTimeout`), a provider that
+answers 200 with something that is not a completion (no choices, no message) is 502 (`BadGateway`).
+A reply with neither text nor a usable tool call is tried on the next model (the tier's fallback); when
+every model answers empty the last (empty) completion is returned, and the caller answers offline.
+
+Each provider/model has a circuit breaker (`cortex.llm.breaker`): after repeated provider faults the
+model is skipped at once (the next model is tried, or the call fails with 503 and `Retry-After`) until
+a probe after the cooldown finds it answering again.
 
 `stream` is `complete` with the model's text handed to a callback as it arrives. Retries and fallback
 models apply only until the first token: once text has reached the caller a failure ends the call,
@@ -24,8 +31,9 @@ import litellm
 import openai
 
 from cortex.agents.schemas import ModelPrice
-from cortex.kit.errors import GatewayTimeout, ServiceUnavailable
-from cortex.observability.telemetry import Telemetry
+from cortex.kit.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from cortex.llm.breaker import CircuitBreaker, CircuitOpen
+from cortex.observability.telemetry import NO_TIER, Telemetry
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +75,12 @@ class _TimedOut(Exception):
 
 class _Rejected(Exception):
     outcome = "rejected"
+
+
+class _Malformed(Exception):
+    """The provider answered 200 with something that is not a completion (`{"choices": []}`, no message)."""
+
+    outcome = "malformed"
 
 
 TextSink = Callable[[str], None]
@@ -138,6 +152,11 @@ class LLMGateway:
     def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.telemetry = telemetry or Telemetry()
+        self.breaker = CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_seconds)
+
+    def circuit_key(self, model: str) -> str:
+        """Provider and model: the same model name behind another api_base is another circuit."""
+        return f"{self.settings.llm_api_base or 'default'}|{model}"
 
     def configured(self) -> bool:
         return any(self.settings.model_for_tier(tier) for tier in ("speed", "nano", "sonnet", "complex", "search"))
@@ -152,7 +171,8 @@ class LLMGateway:
         `tier` only labels the call's metrics and span.
         """
         return await self._attempts(models, tier, lambda model: self._call(
-            model, messages, tools, temperature, max_tokens, prices or {}, response_format, timeout_seconds))
+            model, messages, tools, temperature, max_tokens, prices or {}, response_format, timeout_seconds),
+            offers_tools=bool(tools))
 
     async def stream(self, *, models: Sequence[str], messages: list[dict[str, Any]], on_text: TextSink,
                      tools: list[dict[str, Any]] | None = None, temperature: float | None = None,
@@ -164,39 +184,75 @@ class LLMGateway:
         tokens, cost); only the failures after the first token differ (not retried).
         """
         return await self._attempts(models, tier, lambda model: self._call_streaming(
-            model, messages, tools, temperature, max_tokens, prices or {}, timeout_seconds, on_text))
+            model, messages, tools, temperature, max_tokens, prices or {}, timeout_seconds, on_text),
+            offers_tools=bool(tools))
 
     async def _attempts(self, models: Sequence[str], tier: str | None,
-                        call_model: Callable[[str], Any]) -> Completion:
+                        call_model: Callable[[str], Any], offers_tools: bool = False) -> Completion:
         if not models:
             raise ServiceUnavailable("no model is configured for this request")
+        self.breaker.configure(self.settings.llm_breaker_failures, self.settings.llm_breaker_cooldown_seconds)
         last: Exception | None = None
+        empty: Completion | None = None
+        retry_after: float | None = None
         for model in models:
+            key = self.circuit_key(model)
             for attempt in range(self.settings.llm_max_retries + 1):
+                try:
+                    self.breaker.before_call(key)
+                except CircuitOpen as exc:
+                    last, retry_after = exc, exc.retry_after if retry_after is None else min(retry_after,
+                                                                                             exc.retry_after)
+                    self.telemetry.metrics.llm_calls.labels(model=model, tier=tier or NO_TIER,
+                                                            outcome=exc.outcome).inc()
+                    break
                 try:
                     with self.telemetry.llm_call(model, tier) as call:
                         completion: Completion = await call_model(model)
                         call.succeeded(completion)
-                    return completion
                 except _FailedMidStream as exc:
-                    last = exc.cause
+                    self.breaker.failed(key)
                     if isinstance(exc.cause, _TimedOut):
                         raise GatewayTimeout(f"the model stopped answering mid-reply ({exc.cause})") from exc
                     raise ServiceUnavailable(f"the LLM provider failed mid-reply ({exc.cause})") from exc
                 except _TimedOut as exc:
+                    self.breaker.failed(key)
                     last = exc  # a model that timed out once will not be faster on a retry: next model
                     break
                 except _Unreachable as exc:
+                    self.breaker.failed(key)
                     last = exc
                     if attempt < self.settings.llm_max_retries:
                         await asyncio.sleep(_RETRY_BACKOFF_SECONDS * (2**attempt))
+                except _Malformed as exc:
+                    self.breaker.failed(key)
+                    last = exc  # the same provider will most likely answer the same way: next model
+                    break
                 except _Rejected as exc:
+                    self.breaker.released(key)  # a 4xx says our request was refused, not that the model is down
                     last = exc
                     break
+                except BaseException:
+                    self.breaker.released(key)
+                    raise
+                else:
+                    self.breaker.succeeded(key)
+                    if not _is_empty(completion, offers_tools):
+                        return completion
+                    logger.warning("llm reply was empty", extra={"model": model})
+                    empty = completion  # an empty reply: the next model may do better
+                    break
+        if empty is not None:
+            return empty
         if isinstance(last, _TimedOut):
             raise GatewayTimeout(f"the model did not answer in time ({last})")
         if isinstance(last, _Rejected):
             raise ServiceUnavailable(f"the model provider rejected the request ({last})")
+        if isinstance(last, _Malformed):
+            raise BadGateway(f"the model provider sent an unusable answer ({last})")
+        if isinstance(last, CircuitOpen):
+            raise ServiceUnavailable(f"the model provider keeps failing; calls are paused ({last})",
+                                     headers={"Retry-After": str(max(1, round(retry_after or 1)))})
         raise ServiceUnavailable(f"the LLM provider is unreachable ({last})")
 
     def _kwargs(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -282,11 +338,18 @@ class LLMGateway:
             logger.warning("llm call failed", extra={"model": model, "error_type": type(exc).__name__})
             raise kind(f"{model}: {type(exc).__name__}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        message = response.choices[0].message
-        tool_calls = [
-            RequestedToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
-            for call in (message.tool_calls or [])
-        ]
+        choices = getattr(response, "choices", None)
+        message = getattr(choices[0], "message", None) if choices else None
+        if message is None:
+            logger.warning("llm answer malformed", extra={"model": model})
+            raise _Malformed(f"{model}: an answer without choices")
+        try:
+            tool_calls = [
+                RequestedToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
+                for call in (message.tool_calls or [])
+            ]
+        except (AttributeError, TypeError) as exc:
+            raise _Malformed(f"{model}: a tool call without a function") from exc
         usage = getattr(response, "usage", None)
         tokens_input = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_output = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -324,6 +387,11 @@ def _completion(model: str, content: str | None, tool_calls: list[RequestedToolC
         tokens_output=tokens_output, cost_usd=price_of(model, prices, tokens_input, tokens_output),
         latency_ms=latency_ms, message=assistant,
     )
+
+
+def _is_empty(completion: Completion, offers_tools: bool) -> bool:
+    """No text to show, and no tool call to run (tool calls count only when tools were offered)."""
+    return not completion.text.strip() and not (offers_tools and completion.tool_calls)
 
 
 def _strip_fences(text: str) -> str:

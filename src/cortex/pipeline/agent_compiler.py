@@ -9,6 +9,10 @@ the model calls that followed tool results. `ctx.tool_rounds` counts the rounds 
 A streamed turn (`ctx.options.events`) streams every model call: text goes out as it arrives, tool
 rounds run as they do otherwise. Once text has gone out the offline fallback no longer applies: it
 would answer something other than what the customer has already read.
+
+A customer never receives an empty reply: when every model of the tier (the gateway tries the fallback
+model) answers with no text, the offline responder answers (an FAQ, a passage, or "I don't know" in the
+agent's language), whether or not the agent enables `offline_fallback` for provider outages.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import time
 from typing import Any
 
-from cortex.kit.errors import GatewayTimeout, ServiceUnavailable
+from cortex.kit.errors import BadGateway, GatewayTimeout, ServiceUnavailable
 from cortex.kit.runtime import Runtime
 from cortex.llm import offline
 from cortex.llm.gateway import Completion
@@ -58,11 +62,15 @@ async def compile_and_answer(ctx: RequestContext, runtime: Runtime, tools: ToolE
             return
         try:
             await _tool_loop(ctx, runtime, tools, messages)
-        except (ServiceUnavailable, GatewayTimeout) as exc:
+        except (ServiceUnavailable, GatewayTimeout, BadGateway) as exc:
             events = ctx.options.events
             if not agent.settings.offline_fallback or (events is not None and events.text_sent):
                 raise
             ctx.notes["llm"] = f"provider failed ({exc.detail}); offline fallback answered"
+            await _offline(ctx, responder)
+            return
+        if not ctx.reply.strip():
+            ctx.notes["llm"] = f"{ctx.model_used} answered with an empty reply; offline responder answered"
             await _offline(ctx, responder)
 
 

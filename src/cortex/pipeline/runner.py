@@ -11,6 +11,7 @@ import logging
 import uuid
 
 from cortex.conversations import store
+from cortex.conversations.pending import pending_messages
 from cortex.kit.errors import CortexError, InvalidInput
 from cortex.kit.runtime import Runtime
 from cortex.llm.offline import OfflineResponder
@@ -96,7 +97,12 @@ class ChatPipeline:
         except InvalidInput:
             pass  # the conversation is another customer's: nothing of this one goes into it
         except Exception:
-            logger.exception("could not mark message %s failed", turn.message_id)
+            if not ctx.customer_stored:  # nothing was stored, so nothing is left pending
+                logger.warning("could not store failed message %s", turn.message_id, exc_info=True)
+                return
+            # The database is what failed: the mark is written once it answers again.
+            logger.warning("could not mark message %s failed yet; will retry", turn.message_id, exc_info=True)
+            pending_messages(self.runtime).remember(ctx.company_id, turn.message_id, error)
 
     async def _services(self, ctx: RequestContext, turn: store.CustomerTurn) -> ChatResponse:
         runtime, settings = self.runtime, self.runtime.settings
