@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -139,18 +140,23 @@ def _reply_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uuid
 
 
 async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
-                         customer_id: str, limit: int) -> list[HistoryTurn]:
+                         customer_id: str, limit: int, before: datetime | None = None) -> list[HistoryTurn]:
     """The last `limit` answered turns of this customer, oldest first; failed and pending messages are left out.
+
+    `before`: only messages stored before then (the history a turn that is already stored was answered with).
 
     Only the customer's own rows: `store_turn` keeps other customers out of a conversation, but a
     database written by an older release may hold some, and they must never reach this customer's prompt.
     """
     if limit <= 0:
         return []
+    statement = select(Message.role, Message.content).where(
+        Message.company_id == company_id, Message.conversation_id == conversation_id,
+        Message.customer_id == customer_id, Message.status == "ok")
+    if before is not None:
+        statement = statement.where(Message.created_at < before)
     rows = (await session.execute(
-        select(Message.role, Message.content)
-        .where(Message.company_id == company_id, Message.conversation_id == conversation_id,
-               Message.customer_id == customer_id, Message.status == "ok")
+        statement
         .order_by(Message.created_at.desc(), Message.role.desc())
         .limit(limit * 2)
     )).all()
