@@ -196,6 +196,29 @@ async def _record(runtime: Runtime, delivery_id: uuid.UUID, token: uuid.UUID, at
         await schedule_attempt(session, delivery)
 
 
+async def job_crashed(runtime: Runtime, delivery_id: uuid.UUID, token: uuid.UUID, error: BaseException,
+                      retry_at: datetime | None) -> None:
+    """The delivery's job raised (not an answer from the endpoint: the database, a bug, a shutdown).
+
+    `retry_at`: when the job system runs it again, which the delivery then says as its next attempt;
+    None when it will not: the delivery is failed with the error as its last attempt, never left pending.
+    """
+    description = f"{type(error).__name__}: {error}"[:500]
+    async with runtime.database.session() as session:
+        delivery = await session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                                        .with_for_update())
+        if delivery is None or delivery.job_token != token or delivery.status != "pending":
+            return  # decided by another job meanwhile
+        if retry_at is not None:
+            delivery.next_attempt_at = retry_at
+            return
+        now = datetime.now(UTC)
+        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=None, duration_ms=0.0,
+                                   error=f"gave up: the delivery job failed every retry ({description})"))
+        delivery.status, delivery.next_attempt_at = "failed", None
+    logger.error("webhook delivery %s failed for good: its job crashed on every retry (%s)", delivery_id, description)
+
+
 async def schedule_attempt(session: AsyncSession, delivery: WebhookDelivery) -> None:
     """Defer the job of the delivery's next attempt (at `next_attempt_at`) in the session's transaction."""
     await session.flush()
