@@ -126,10 +126,17 @@ async def create_endpoints(cortex: str, receiver: str, ids: dict[str, str]) -> s
 # --- measuring ----------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, cortex: str, receiver: str, database_url: str,
-                 ids: dict[str, str], chat_hook: str) -> None:
+                 ids: dict[str, str], chat_hook: str, server_pid: int) -> None:
         self.args, self.cortex, self.receiver, self.ids, self.chat_hook = args, cortex, receiver, ids, chat_hook
+        self.server_pid = server_pid
         self.database = Database(Settings(database_url=database_url))
         self.database.resolve_url()
         self.database.connect()
@@ -235,11 +242,12 @@ class Bench:
             baseline += await self.chats(http, args.chats)
 
             log(f"burst: {args.events} events written at once")
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(self.server_pid)
             burst_ids = await self.write_events(args.events, per_transaction=500)
             written = time.perf_counter() - started
             await self.wait_received(http, args.events)
             elapsed = time.perf_counter() - started
+            server_cpu = cpu_seconds(self.server_pid) - cpu_before
             burst = await self.latencies(http, burst_ids)
         await self.database.dispose()
 
@@ -255,7 +263,8 @@ class Bench:
             "events": args.events, "endpoints": ENDPOINTS, "jobs_concurrency": args.concurrency,
             "deliveries_per_second": rate,
             "burst": {"events_written_seconds": round(written, 3), "all_delivered_seconds": round(elapsed, 3),
-                      **burst},
+                      "server_cpu_ms_per_delivery": round(server_cpu * 1000 / args.events, 3), **burst},
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
             "paced": {"events_per_second": args.rate, "event_to_delivery": paced,
                       "chat_turns_beside": len(loaded)},
             "chat_ms": {"without_webhooks": chat_without, "with_delivery_beside": chat_with,
@@ -293,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         async def measure() -> dict[str, Any]:
             chat_hook = await create_endpoints(cortex, receiver, ids)
-            return await Bench(args, cortex, receiver, database_url, ids, chat_hook).run()
+            return await Bench(args, cortex, receiver, database_url, ids, chat_hook, processes[2].pid).run()
 
         return asyncio.run(measure())
     finally:
