@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cortex.app import build_runtime, close_runtime, create_app
 from cortex.db.embedded import EmbeddedPostgres
 from cortex.db.migrate import upgrade
 from cortex.kit.runtime import Runtime
+from cortex.pipeline.post_actions import FOLLOW_UP_QUEUE
 from cortex.settings import Settings
 from tests.live_cortex import LiveCortex
 from tests.scratch_db import run_sql
@@ -73,6 +75,18 @@ async def runtime(test_settings: Settings) -> AsyncIterator[Runtime]:
     built = await build_runtime(test_settings, migrate=False)
     yield built
     await close_runtime(built)
+
+
+@pytest.fixture(autouse=True)
+async def _no_stale_follow_up_jobs(request: pytest.FixtureRequest) -> None:
+    """A turn's follow-up jobs wait until a test runs them (`tests.support.run_jobs`); those an earlier
+    test left would take scripted replies or webhook calls meant for this one."""
+    if "runtime" not in request.fixturenames:
+        return
+    runtime: Runtime = request.getfixturevalue("runtime")
+    async with runtime.database.session() as session:
+        await session.execute(text("DELETE FROM procrastinate_jobs WHERE queue_name = :queue AND status = 'todo'"),
+                              {"queue": FOLLOW_UP_QUEUE})
 
 
 @pytest.fixture
@@ -196,8 +210,10 @@ def live_llm() -> Iterator[ScriptedLLM]:
 @pytest.fixture(scope="session")
 def live_cortex(test_settings: Settings, live_llm: ScriptedLLM) -> Iterator[LiveCortex]:
     models = {f"model_{tier}": SCRIPTED_MODEL for tier in ("speed", "nano", "sonnet", "complex", "search")}
+    # No worker of its own: it would take the in-process runtime's jobs too (one database); `settle` runs them.
     settings = test_settings.model_copy(update={
-        "llm_api_base": live_llm.api_base, "llm_api_key": "sk-test", "llm_timeout_seconds": 5.0, **models})
+        "jobs_in_serve": False, "llm_api_base": live_llm.api_base, "llm_api_key": "sk-test",
+        "llm_timeout_seconds": 5.0, **models})
     server = LiveCortex(settings).start()
     yield server
     server.stop()

@@ -18,6 +18,7 @@ import uvicorn
 from cortex.app import create_app
 from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
+from tests.support import run_jobs
 
 T = TypeVar("T")
 
@@ -63,12 +64,12 @@ class LiveCortex:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_seconds)
 
     def settle(self) -> None:
-        """Wait for what follows the replies (post actions, cache stores) on the server."""
-        pipeline = self.runtime.components["pipeline"]
-        cache = self.runtime.components["semantic_cache"]
+        """Run what follows the replies (post actions, cache stores) on the server, as its worker would."""
+        runtime = self.runtime
+        cache = runtime.components["semantic_cache"]
 
         async def drain() -> None:
-            await pipeline.background.drain()
+            await run_jobs(runtime)
             await cache.background.drain()
 
         self.call(drain())

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from cortex.auth import service as auth
 from cortex.auth.schemas import ApiKeyCreate
+from cortex.jobs.system import job_system
 from cortex.kit.runtime import Runtime
+from cortex.pipeline.post_actions import FOLLOW_UP_QUEUE
 
 
 @dataclass
@@ -64,3 +67,19 @@ async def chat(client: httpx.AsyncClient, tenant: Tenant, agent_id: str, message
             "conversation_id": str(conversation_id or uuid.uuid4()), "customer_id": customer_id,
             "message": message, **extra}
     return await client.post("/v1/chat", json=body, headers=tenant.headers)
+
+
+async def run_jobs(runtime: Runtime, queues: tuple[str, ...] = (FOLLOW_UP_QUEUE,)) -> None:
+    """Run the queued jobs of `queues` until none is left: what the worker of `cortex serve` does meanwhile."""
+    app = await job_system(runtime).open()
+    await app.run_worker_async(queues=list(queues), wait=False, install_signal_handlers=False, concurrency=1,
+                               listen_notify=False, additional_context={"runtime": runtime})
+
+
+async def queued_jobs(runtime: Runtime, queue: str = FOLLOW_UP_QUEUE) -> int:
+    """Jobs of `queue` waiting or running."""
+    async with runtime.database.session() as session:
+        count = await session.scalar(text(
+            "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = :queue AND status IN ('todo', 'doing')"),
+            {"queue": queue})
+    return int(count or 0)

@@ -44,6 +44,7 @@ from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMi
 from cortex.observability.rate_limit import RATE_LIMITER, RateLimiter
 from cortex.observability.telemetry import Telemetry
 from cortex.openai_api.endpoints import openai_router
+from cortex.pipeline import post_actions
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import KNOWLEDGE, MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
@@ -129,7 +130,7 @@ def wire_components(runtime: Runtime) -> None:
     runtime.components[SENDER] = WebhookSender(runtime)
     runtime.components[HUB] = EventHub(runtime)
     # Last, so closed first: the worker finishes (or hands back) its jobs while everything they use is open.
-    runtime.components[JOBS] = JobSystem(runtime, [event_tasks.register])
+    runtime.components[JOBS] = JobSystem(runtime, [event_tasks.register, post_actions.register])
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

@@ -81,7 +81,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0
 
 @app.command()
 def worker() -> None:
-    """Run the job worker alone (webhook deliveries, event pruning) until SIGINT or SIGTERM."""
+    """Run the job worker alone (webhook deliveries, post-reply work, event pruning) until SIGINT or SIGTERM."""
     from cortex.app import build_runtime, close_runtime
     from cortex.jobs.system import job_system
     from cortex.observability.logs import configure_logging

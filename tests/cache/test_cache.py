@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from cortex.agents.schemas import AgentConfig
 from cortex.agents.service import build_config
 from cortex.cache.guards import normalize
 from cortex.cache.service import DEFAULT_THRESHOLD, SemanticCache
@@ -20,7 +21,7 @@ from cortex.kit.cache_backend import RedisCacheBackend
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.ports import MEMORY, CompletedTurn, HistoryTurn, MemoryFact
 from tests.scripted_llm import Reply, ScriptedLLM, ToolCall
-from tests.support import Tenant, chat, create_action, create_agent, make_key, make_tenant
+from tests.support import Tenant, chat, create_action, create_agent, make_key, make_tenant, run_jobs
 from tests.webhook_target import WebhookTarget
 
 
@@ -32,7 +33,7 @@ def _cache(runtime: Runtime) -> SemanticCache:
 
 async def _settle(runtime: Runtime) -> None:
     """Stores and hit counts run after the reply: wait for them."""
-    await runtime.components["pipeline"].background.drain()
+    await run_jobs(runtime)
     await _cache(runtime).background.drain()
 
 
@@ -174,6 +175,9 @@ class _OneFactMemory:
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
         return [self.fact]
+
+    def extracts_for(self, agent: AgentConfig) -> bool:
+        return False
 
     async def after_turn(self, turn: CompletedTurn) -> None:
         return None

@@ -66,6 +66,10 @@ class Stream:
         with pytest.raises(TimeoutError):
             await self.next_event(within=seconds)
 
+    async def ended(self, within: float) -> None:
+        """The server closed the body (it ends it when the stream's access ends)."""
+        await asyncio.wait_for(asyncio.shield(self._reader), within)
+
     async def close(self) -> None:
         self._reader.cancel()
         with suppress(asyncio.CancelledError):
@@ -153,6 +157,42 @@ async def test_a_token_dies_with_its_key(server: str, runtime: Runtime, client: 
                                  headers={"Authorization": f"Bearer {key['key']}"})).json()["token"]
         assert (await client.delete(f"/v1/keys/{key['id']}", headers=tenant.headers)).status_code == 200
         assert (await http.get("/v1/events/stream", params={"token": token})).status_code == 401
+
+
+async def test_an_open_stream_ends_when_its_key_is_revoked(server: str, runtime: Runtime, client: httpx.AsyncClient,
+                                                           tenant: Tenant) -> None:
+    created = (await client.post("/v1/keys", json={"name": "browser", "scopes": ["events"]},
+                                 headers=tenant.headers)).json()
+    async with httpx.AsyncClient(base_url=server) as http:
+        token = (await http.post("/v1/events/stream-token",
+                                 headers={"Authorization": f"Bearer {created['key']}"})).json()["token"]
+    async with open_stream(server, params={"token": token}) as by_token, \
+            open_stream(server, headers={"Authorization": f"Bearer {created['key']}"}) as by_key:
+        ids = await record(runtime, tenant, 1)
+        assert (await by_token.next_event())["id"] == ids[0] == (await by_key.next_event())["id"]
+        assert (await client.delete(f"/v1/keys/{created['id']}", headers=tenant.headers)).status_code == 200
+        await record(runtime, tenant, 1)
+        # Within a heartbeat (0.5 s here) both are closed; an event may still slip in before the check.
+        await by_token.ended(within=3)
+        await by_key.ended(within=3)
+        assert by_token.comments[-1] == ": closed: the stream's access has ended"
+
+
+async def test_a_stream_opened_with_a_token_ends_when_the_token_expires(
+        server: str, runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.settings, "events_stream_token_seconds", 2)
+    async with httpx.AsyncClient(base_url=server) as http:
+        issued = (await http.post("/v1/events/stream-token", headers=tenant.headers)).json()
+    async with open_stream(server, params={"token": issued["token"]}) as stream:
+        ids = await record(runtime, tenant, 1)
+        assert (await stream.next_event())["id"] == ids[0]
+        await stream.ended(within=4)
+    # Resuming with a fresh token from the last id seen loses nothing that happened in between.
+    missed = await record(runtime, tenant, 2)
+    async with httpx.AsyncClient(base_url=server) as http:
+        fresh = (await http.post("/v1/events/stream-token", headers=tenant.headers)).json()["token"]
+    async with open_stream(server, params={"token": fresh, "after": ids[0]}) as stream:
+        assert [(await stream.next_event())["id"] for _ in range(2)] == missed
 
 
 async def next_message(socket: Any, *, pings: bool = False) -> dict[str, Any]:

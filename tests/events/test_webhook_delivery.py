@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.responses import PlainTextResponse
 
-from cortex.events.models import Event
+from cortex.events.models import Event, WebhookEndpoint
+from cortex.events.tasks import DELIVERY_RETRY
 from cortex.jobs.system import JobSystem
 from cortex.kit.runtime import Runtime
 from tests.events.conftest import create_webhook, deliveries, eventually, verified
@@ -244,3 +245,21 @@ async def test_only_subscribed_types_are_sent(client: httpx.AsyncClient, tenant:
     assert [c.json()["type"] for c in webhooks.calls] == ["api_key.created"]
 
 
+
+
+async def test_a_delivery_whose_job_crashes_on_every_retry_is_failed_not_left_pending(
+        client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime, webhooks: WebhookTarget, worker: JobSystem,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two runs, no wait between them: the job system gives up after the second crash.
+    monkeypatch.setattr(DELIVERY_RETRY, "max_attempts", 1)
+    monkeypatch.setattr(DELIVERY_RETRY, "exponential_wait", 0)
+    hook = await create_webhook(client, tenant, webhooks)
+    async with runtime.database.session() as session:  # a secret that no longer decrypts: every run raises
+        await session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+                              .values(secret_encrypted="not-a-token"))
+    delivery = await send_test(client, tenant, hook["id"])
+    done = await finished(client, tenant, hook["id"], delivery["id"])
+    assert done["status"] == "failed" and done["next_attempt_at"] is None
+    assert done["attempts"][-1]["status_code"] is None
+    assert done["attempts"][-1]["error"].startswith("gave up: the delivery job failed every retry")
+    assert webhooks.calls == []

@@ -14,7 +14,7 @@ from tests.conftest import SCRIPTED_MODEL
 from tests.memory.conftest import fact, facts_reply, view
 from tests.observability.test_metrics import scrape, value
 from tests.scripted_llm import Reply, ScriptedLLM
-from tests.support import Tenant, chat, create_agent
+from tests.support import Tenant, chat, create_agent, queued_jobs, run_jobs
 
 # These tests repeat messages: a semantic cache hit skips post actions, extraction included.
 NO_CACHE = {"cache": {"enabled": False}}
@@ -25,7 +25,7 @@ async def _turn(client: httpx.AsyncClient, tenant: Tenant, agent_id: str, memory
     llm.queue(Reply(text="Thanks, noted."), extraction_reply)
     response = await chat(client, tenant, agent_id, message, customer_id=customer_id)
     assert response.status_code == 200, response.text
-    await memory.background.drain()
+    await run_jobs(memory.runtime)
 
 
 async def _facts(runtime: Runtime, tenant: Tenant, customer_id: str) -> list[MemoryFact]:
@@ -132,7 +132,7 @@ async def test_without_a_model_extraction_is_off_and_health_says_so(client: http
     before = memory.stats["no_model"]
     response = await chat(client, tenant, agent["id"], "My name is Omar and I prefer Arabic.", customer_id="cust-nm")
     assert response.status_code == 200, response.text
-    assert memory.stats["no_model"] == before + 1 and memory.background.pending == 0
+    assert memory.stats["no_model"] == before + 1 and not await queued_jobs(runtime)
     health = (await client.get("/health/detailed", headers=tenant.headers)).json()
     assert health["checks"]["memory_extraction"].startswith("off: no model")
     assert health["status"] == "ok" and health["checks"]["litellm"] == "not configured"

@@ -3,6 +3,8 @@ and forgetting a customer."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import httpx
@@ -14,10 +16,9 @@ from cortex.kit.runtime import Runtime
 from cortex.memory import repository
 from cortex.memory.component import MemoryComponent
 from cortex.memory.service import customer_ref
-from cortex.pipeline.ports import PIPELINE
 from tests.memory.conftest import fact, facts_reply, save, view
 from tests.scripted_llm import Reply, ScriptedLLM
-from tests.support import Tenant, chat, create_agent
+from tests.support import Tenant, chat, create_agent, run_jobs
 
 
 def _system_prompt(llm: ScriptedLLM, index: int = -1) -> str:
@@ -94,12 +95,12 @@ async def test_a_fact_extracted_in_one_conversation_reaches_the_next(
     first = await chat(client, tenant, agent["id"], "Please use Arabic. I'm asking about ORD-1234.",
                        conversation_id=uuid.uuid4(), customer_id="cust-e2e")
     assert first.status_code == 200, first.text
-    await memory.background.drain()
+    await run_jobs(runtime)
     llm.queue(Reply(text="It ships tomorrow."), facts_reply())
     second = await chat(client, tenant, agent["id"], "When does my order arrive?", conversation_id=uuid.uuid4(),
                         customer_id="cust-e2e")
     assert second.status_code == 200, second.text
-    await memory.background.drain()
+    await run_jobs(runtime)
     chat_request = llm.requests[-2]  # the last one is turn 2's own extraction
     assert "response_format" not in chat_request
     prompt = chat_request["messages"][0]["content"]
@@ -123,7 +124,7 @@ async def test_forget_customer_deletes_facts_messages_and_leaves_an_audit_record
         assert row is not None
         row.superseded_by = uuid.uuid4()
 
-    await runtime.components[PIPELINE].background.drain()  # the cache stores replies in the background
+    await run_jobs(runtime)  # the cache stores replies in jobs of their own
     response = await client.delete(f"/v1/memory/cust-f?company_id={tenant.company_id}", headers=tenant.headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -165,11 +166,16 @@ async def test_forget_wins_over_an_extraction_still_in_flight(
     llm.queue(Reply(text="OK."), slow)
     response = await chat(client, tenant, agent["id"], "My locker code is 9911.", customer_id="cust-race")
     assert response.status_code == 200
-    assert memory.background.pending == 1
+    asked = len(llm.requests)
+    before = memory.stats["source_gone"]
+    jobs = asyncio.create_task(run_jobs(runtime))
+    deadline = time.monotonic() + 10
+    while len(llm.requests) == asked:  # the extraction job has asked the model, which takes a second
+        assert time.monotonic() < deadline and not jobs.done()
+        await asyncio.sleep(0.02)
     response = await client.delete(f"/v1/memory/cust-race?company_id={tenant.company_id}", headers=tenant.headers)
     assert response.status_code == 200
-    before = memory.stats["source_gone"]
-    await memory.background.drain()
+    await jobs
     assert memory.stats["source_gone"] == before + 1
     assert (await view(client, tenant, "cust-race"))["fact_count"] == 0
 

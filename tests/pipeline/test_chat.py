@@ -14,7 +14,7 @@ from cortex.kit.runtime import Runtime
 from cortex.pipeline.schemas import STEP_NAMES
 from tests.conftest import SCRIPTED_MODEL
 from tests.scripted_llm import Reply, ScriptedLLM, ToolCall, refused_api_base
-from tests.support import Tenant, chat, create_action, create_agent, make_key
+from tests.support import Tenant, chat, create_action, create_agent, make_key, run_jobs
 from tests.webhook_target import WebhookTarget
 
 FAQS = [{"question": "What are your opening hours?", "answer": "We are open 9:00-17:00, Sunday to Thursday."},
@@ -297,7 +297,7 @@ async def test_after_reply_actions_run_in_the_background_and_join_the_record(
     response = await chat(client, tenant, agent["id"], "Log me", conversation_id=conversation)
     assert response.status_code == 200
     assert "tools" not in llm.requests[-1]  # an after-reply action is not offered to the model
-    await runtime.components["pipeline"].background.drain()
+    await run_jobs(runtime)
     assert webhooks.calls[-1].json() == {"customer_id": "customer-1", "reply": "echo: Log me"}
     stored = await _messages(runtime, conversation)
     assert stored[-1].actions_executed == ["crm_log"] and stored[-1].tool_calls[0]["after_reply"] is True

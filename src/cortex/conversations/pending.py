@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from cortex.conversations import store, turn_events
+from cortex.events import outbox
 from cortex.kit.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ class PendingMessages:
             rows = (await session.execute(_SWEEP, {"error": SWEPT_ERROR, "stale": settings.pending_stale_seconds,
                                                    "limit": limit})).all()
             for row in rows:
-                await turn_events.message_failed(session, row.company_id, row.conversation_id, row.id, SWEPT_ERROR)
+                await outbox.record_many(session, row.company_id, [
+                    turn_events.message_failed(row.conversation_id, row.id, SWEPT_ERROR)])
         if rows:
             logger.warning("swept %d messages left pending", len(rows))
         return len(rows)

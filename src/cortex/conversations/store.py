@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, literal_column, text, update
+from sqlalchemy import Table, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -222,6 +223,30 @@ def _reply_row(turn: CustomerTurn, reply_id: uuid.UUID, record: ReplyRecord, *, 
         cache_checked=record.cache_checked,
     )
     return row
+
+
+async def recent_history(session: AsyncSession, company_id: uuid.UUID, conversation_id: uuid.UUID,
+                         customer_id: str, limit: int, before: datetime | None = None) -> list[HistoryTurn]:
+    """The last `limit` answered turns of this customer, oldest first; failed and pending messages are left out.
+
+    `before`: only messages stored before then (the history a turn that is already stored was answered with).
+
+    Only the customer's own rows: `store_turn` keeps other customers out of a conversation, but a
+    database written by an older release may hold some, and they must never reach this customer's prompt.
+    """
+    if limit <= 0:
+        return []
+    statement = select(Message.role, Message.content).where(
+        Message.company_id == company_id, Message.conversation_id == conversation_id,
+        Message.customer_id == customer_id, Message.status == "ok")
+    if before is not None:
+        statement = statement.where(Message.created_at < before)
+    rows = (await session.execute(
+        statement
+        .order_by(Message.created_at.desc(), Message.role.desc())
+        .limit(limit * 2)
+    )).all()
+    return [HistoryTurn(role=role, content=content) for role, content in reversed(rows)]
 
 
 async def add_customer_message(session: AsyncSession, *, company_id: uuid.UUID, conversation_id: uuid.UUID,

@@ -64,32 +64,48 @@ async def stream_token(principal: EventsAuth, runtime: RuntimeDep) -> StreamToke
     return StreamToken(token=token, expires_at=expires_at)
 
 
-async def _stream_company(connection: HTTPConnection, runtime: Runtime, token: str | None) -> uuid.UUID:
+async def _key_refusal(runtime: Runtime, company_id: uuid.UUID, key_id: uuid.UUID) -> CortexError | None:
+    """Why the key no longer lets its holder read the company's events (revoked, expired, scope gone), or None."""
+    async with runtime.database.session() as session:
+        key = await session.get(ApiKey, key_id)
+    if (key is None or key.company_id != company_id or key.revoked_at is not None
+            or (key.expires_at is not None and key.expires_at <= datetime.now(UTC))):
+        return Unauthorized("the API key behind this stream is no longer valid")
+    if not api_keys.has_scope(list(key.scopes), "events"):
+        return Forbidden("this API key lacks the 'events' scope")
+    return None
+
+
+async def _stream_access(connection: HTTPConnection, runtime: Runtime, token: str | None) -> stream.StreamAccess:
     """An API key with the `events` scope, or (for EventSource and browser WebSockets, which send no
-    headers) a stream token whose key is still live and still holds the scope."""
+    headers) a stream token whose key is still live and still holds the scope.
+
+    The stream re-checks the key while it is open and ends when a stream token expires, so a revoked
+    key or an expired token stops reading events within CORTEX_EVENTS_STREAM_HEARTBEAT_SECONDS."""
     if token is None or connection.headers.get("authorization"):
         # The key check reads only the headers and the connection's state, which a WebSocket has too.
         principal = await authenticate_api_key(cast(Request, connection), runtime)
         if not api_keys.has_scope(list(principal.scopes), "events"):
             raise Forbidden("this API key lacks the 'events' scope")
-        return principal.company_id
-    claims = stream.read_stream_token(runtime, token)
-    if claims is None:
-        raise Unauthorized("invalid or expired stream token")
-    company_id, key_id = claims
-    async with runtime.database.session() as session:
-        key = await session.get(ApiKey, key_id)
-    if (key is None or key.company_id != company_id or key.revoked_at is not None
-            or (key.expires_at is not None and key.expires_at <= datetime.now(UTC))):
-        raise Unauthorized("the API key behind this stream token is no longer valid")
-    if not api_keys.has_scope(list(key.scopes), "events"):
-        raise Forbidden("this API key lacks the 'events' scope")
-    return company_id
+        company_id, key_id, ends_at = principal.company_id, principal.key_id, None
+    else:
+        claims = stream.read_stream_token(runtime, token)
+        if claims is None:
+            raise Unauthorized("invalid or expired stream token")
+        company_id, key_id, ends_at = claims
+        refusal = await _key_refusal(runtime, company_id, key_id)
+        if refusal is not None:
+            raise refusal
+
+    async def still_allowed() -> bool:
+        return await _key_refusal(runtime, company_id, key_id) is None
+
+    return stream.StreamAccess(company_id=company_id, ends_at=ends_at, still_allowed=still_allowed)
 
 
-async def stream_company(request: Request, runtime: RuntimeDep,
-                         token: Annotated[str | None, Query(max_length=4096)] = None) -> uuid.UUID:
-    return await _stream_company(request, runtime, token)
+async def stream_access(request: Request, runtime: RuntimeDep,
+                        token: Annotated[str | None, Query(max_length=4096)] = None) -> stream.StreamAccess:
+    return await _stream_access(request, runtime, token)
 
 
 async def _start(runtime: Runtime, company_id: uuid.UUID, resume: uuid.UUID | None) -> repository.Position | None:
@@ -100,14 +116,14 @@ async def _start(runtime: Runtime, company_id: uuid.UUID, resume: uuid.UUID | No
 
 @events_router.get("/stream", response_class=StreamingResponse,
                    responses={200: {"content": {"text/event-stream": {}}}})
-async def event_stream(runtime: RuntimeDep, company_id: Annotated[uuid.UUID, Depends(stream_company)],
+async def event_stream(runtime: RuntimeDep, access: Annotated[stream.StreamAccess, Depends(stream_access)],
                        type: TypeFilter = None,
                        after: Annotated[uuid.UUID | None, Query(description="Resume after this event.")] = None,
                        last_event_id: Annotated[uuid.UUID | None, Header(alias="Last-Event-ID")] = None,
                        ) -> StreamingResponse:
     types = _types(type)
-    start = await _start(runtime, company_id, last_event_id or after)
-    return StreamingResponse(stream.sse(runtime, company_id, types, start), media_type="text/event-stream",
+    start = await _start(runtime, access.company_id, last_event_id or after)
+    return StreamingResponse(stream.sse(runtime, access, types, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -173,10 +189,10 @@ async def events_websocket(websocket: WebSocket, type: TypeFilter = None,
     """The live events of GET /v1/events/stream over a WebSocket: each event as a JSON text message."""
     runtime: Runtime = websocket.app.state.runtime
     try:
-        company_id = await _stream_company(websocket, runtime, token)
+        access = await _stream_access(websocket, runtime, token)
         types = _types(type)
         # Before the handshake completes: every event committed after the client connected is sent.
-        start = await _start(runtime, company_id, after)
+        start = await _start(runtime, access.company_id, after)
     except CortexError as exc:
         await websocket.accept()
         await websocket.close(code=_WS_CLOSE_BASE + exc.status_code, reason=exc.detail[:120])
@@ -184,8 +200,11 @@ async def events_websocket(websocket: WebSocket, type: TypeFilter = None,
     await websocket.accept()
 
     async def send_events() -> None:
-        async for message in stream.websocket_messages(runtime, company_id, types, start):
+        async for message in stream.websocket_messages(runtime, access, types, start):
             await websocket.send_text(message)
+        # The key was revoked or the stream token expired: 4401, and the client reconnects with a new one.
+        with suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=_WS_CLOSE_BASE + 401, reason="the stream's access has ended")
 
     sender = asyncio.create_task(send_events())
     try:

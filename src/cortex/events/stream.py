@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -102,6 +103,15 @@ def event_hub(runtime: Runtime) -> EventHub:
     return hub
 
 
+@dataclass(frozen=True)
+class StreamAccess:
+    """Who reads a stream: the company, when a stream token ends it, and the re-check of the key behind it."""
+
+    company_id: uuid.UUID
+    ends_at: datetime | None
+    still_allowed: Callable[[], Awaitable[bool]]
+
+
 def issue_stream_token(runtime: Runtime, company_id: uuid.UUID, key_id: uuid.UUID) -> tuple[str, datetime]:
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=runtime.settings.events_stream_token_seconds)
@@ -110,12 +120,13 @@ def issue_stream_token(runtime: Runtime, company_id: uuid.UUID, key_id: uuid.UUI
     return token, expires_at
 
 
-def read_stream_token(runtime: Runtime, token: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """(company id, key id) of a valid, unexpired stream token; None otherwise."""
+def read_stream_token(runtime: Runtime, token: str) -> tuple[uuid.UUID, uuid.UUID, datetime] | None:
+    """(company id, key id, expiry) of a valid, unexpired stream token; None otherwise."""
     try:
         claims = jwt.decode(token, runtime.settings.signing_secret, algorithms=[TOKEN_ALGORITHM],
                             audience=TOKEN_AUDIENCE, options={"require": ["exp", "iat", "sub", "aud"]})
-        return uuid.UUID(claims["company_id"]), uuid.UUID(claims["sub"])
+        return (uuid.UUID(claims["company_id"]), uuid.UUID(claims["sub"]),
+                datetime.fromtimestamp(int(claims["exp"]), UTC))
     except (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError):
         return None
 
@@ -125,18 +136,32 @@ def _frame(event: Event) -> bytes:
     return (f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(public.model_dump(mode='json'))}\n\n").encode()
 
 
-async def follow(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+def _seconds_left(access: StreamAccess) -> float:
+    return (access.ends_at - datetime.now(UTC)).total_seconds() if access.ends_at is not None else float("inf")
+
+
+async def follow(runtime: Runtime, access: StreamAccess, types: Sequence[str] | None,
                  start: Position | None) -> AsyncIterator[Event | None]:
-    """The company's events after `start`, as they become visible, for ever; None when a heartbeat is due."""
+    """The company's events after `start`, as they become visible; None when a heartbeat is due.
+
+    Ends when the access does: at the stream token's expiry, or at the first heartbeat after the key
+    behind it was revoked, expired or lost the `events` scope."""
     settings = runtime.settings
     loop = asyncio.get_running_loop()
     hub = event_hub(runtime)
+    company_id = access.company_id
     position = start
     wanted = frozenset(types) if types else None
     async with hub.subscribe(company_id) as waiter:
-        last_sent = loop.time()
+        last_sent = last_checked = loop.time()
         woken = True
         while True:
+            if _seconds_left(access) <= 0:
+                return
+            if loop.time() - last_checked >= settings.events_stream_heartbeat_seconds:
+                if not await access.still_allowed():
+                    return
+                last_checked = loop.time()
             waiter.clear()  # before reading: a notification during the read wakes the next wait at once
             # Unfiltered, so that the position passes the events the filter drops: a rare type never
             # makes each read scan everything since the last one that matched.
@@ -150,7 +175,7 @@ async def follow(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] |
             if len(batch) == BATCH:
                 continue
             heartbeat_due = last_sent + settings.events_stream_heartbeat_seconds - loop.time()
-            wait = min(settings.events_stream_poll_seconds, max(heartbeat_due, 0.0))
+            wait = min(settings.events_stream_poll_seconds, max(heartbeat_due, 0.0), max(_seconds_left(access), 0.0))
             if woken and not batch:
                 wait = min(wait, RECHECK_SECONDS)
             try:
@@ -164,18 +189,22 @@ async def follow(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] |
                 last_sent = loop.time()
 
 
-async def sse(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+async def sse(runtime: Runtime, access: StreamAccess, types: Sequence[str] | None,
               start: Position | None) -> AsyncIterator[bytes]:
-    """The SSE body: an `id:`/`event:`/`data:` frame per event, `: ping` comments as heartbeats."""
+    """The SSE body: an `id:`/`event:`/`data:` frame per event, `: ping` comments as heartbeats.
+
+    When the access ends the body ends; the client reconnects with a new stream token and `Last-Event-ID`
+    (or `?after=`) and loses nothing."""
     yield b": connected\n\n"
-    async for event in follow(runtime, company_id, types, start):
+    async for event in follow(runtime, access, types, start):
         yield b": ping\n\n" if event is None else _frame(event)
+    yield b": closed: the stream's access has ended\n\n"
 
 
-async def websocket_messages(runtime: Runtime, company_id: uuid.UUID, types: Sequence[str] | None,
+async def websocket_messages(runtime: Runtime, access: StreamAccess, types: Sequence[str] | None,
                              start: Position | None) -> AsyncIterator[str]:
     """The WebSocket's text messages: each event as JSON, and `{"type": "ping"}` as heartbeats."""
-    async for event in follow(runtime, company_id, types, start):
+    async for event in follow(runtime, access, types, start):
         if event is None:
             yield '{"type":"ping"}'
         else:

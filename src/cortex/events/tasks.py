@@ -19,8 +19,22 @@ MAINTENANCE_QUEUE = "maintenance"
 FINISHED_JOBS_HOURS = 72
 
 
+DELIVERY_RETRY = retry_on_crash()
+
+
 async def deliver_webhook(context: procrastinate.JobContext, delivery_id: str, token: str) -> None:
-    await delivery.deliver(runtime_of(context), uuid.UUID(delivery_id), uuid.UUID(token))
+    runtime = runtime_of(context)
+    try:
+        await delivery.deliver(runtime, uuid.UUID(delivery_id), uuid.UUID(token))
+    except Exception as exc:
+        # What the job system will do with this job, said truthfully on the delivery row.
+        decision = DELIVERY_RETRY.get_retry_decision(exception=exc, job=context.job)
+        try:
+            await delivery.job_crashed(runtime, uuid.UUID(delivery_id), uuid.UUID(token), exc,
+                                       decision.retry_at if decision is not None else None)
+        except Exception:
+            logger.exception("could not record the crash of webhook delivery %s", delivery_id)
+        raise
 
 
 async def prune(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -34,6 +48,6 @@ async def prune(context: procrastinate.JobContext, timestamp: int) -> None:
 
 
 def register(app: procrastinate.App) -> None:
-    app.task(name=DELIVER_TASK, queue=WEBHOOK_QUEUE, pass_context=True, retry=retry_on_crash())(deliver_webhook)
+    app.task(name=DELIVER_TASK, queue=WEBHOOK_QUEUE, pass_context=True, retry=DELIVERY_RETRY)(deliver_webhook)
     app.periodic(cron="*/10 * * * *", periodic_id="events")(
         app.task(name=PRUNE_TASK, queue=MAINTENANCE_QUEUE, pass_context=True, queueing_lock=PRUNE_TASK)(prune))

@@ -39,3 +39,18 @@ async def defer_in(session: AsyncSession, task_name: str, args: dict[str, Any], 
     })
     assert job_id is not None
     return int(job_id)
+
+
+_DEFER_MANY = text(
+    "SELECT procrastinate_defer_jobs_v1(ARRAY(SELECT ROW(j.queue, j.task, 0, j.lock, NULL, j.args, NULL)"
+    "::procrastinate_job_to_defer_v1 FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) "
+    "AS j(queue varchar, task varchar, lock text, args jsonb)))"
+)
+
+
+async def defer_many_in(session: AsyncSession, jobs: list[tuple[str, dict[str, Any], str, str | None]]) -> None:
+    """Queue several jobs `(task, args, queue, lock)` in `session`'s transaction, in one round trip."""
+    if not jobs:
+        return
+    await session.execute(_DEFER_MANY, {"jobs": json.dumps([
+        {"task": task, "args": args, "queue": queue, "lock": lock} for task, args, queue, lock in jobs])})

@@ -19,8 +19,10 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from typing import Any
 
 import procrastinate
+import psycopg_pool
 from procrastinate.app import WorkerOptions
 from sqlalchemy.engine import make_url
 
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 JOBS = "jobs"  # the component's name in Runtime.components
 
 TaskRegistrar = Callable[[procrastinate.App], None]
+WORKER_RESTART_MAX_SECONDS = 30.0
 
 
 def psycopg_conninfo(url: str) -> str:
@@ -49,6 +52,14 @@ def runtime_of(context: procrastinate.JobContext) -> Runtime:
     return runtime
 
 
+def _pool_without_check(**options: Any) -> psycopg_pool.AsyncConnectionPool:
+    """procrastinate's pool, without its check of every connection taken out of it: that check is a round
+    trip before each fetch and each finish, a quarter of a webhook delivery's time (bench/webhooks.py).
+    A connection lost to a database restart fails one query; the pool drops it and the worker restarts."""
+    options["check"] = None
+    return psycopg_pool.AsyncConnectionPool(**options)
+
+
 class JobSystem:
     def __init__(self, runtime: Runtime, registrars: Sequence[TaskRegistrar],
                  queues: Sequence[str] | None = None) -> None:
@@ -58,7 +69,7 @@ class JobSystem:
         settings = runtime.settings
         connector = procrastinate.PsycopgConnector(
             conninfo=psycopg_conninfo(runtime.database.resolve_url()),
-            min_size=1, max_size=settings.jobs_concurrency + 2,
+            min_size=1, max_size=settings.jobs_concurrency + 2, pool_factory=_pool_without_check,
         )
         self.app = procrastinate.App(connector=connector)
         for register in registrars:
@@ -75,7 +86,19 @@ class JobSystem:
     def serve(self) -> None:
         """Run a worker in the background of this event loop (inside `cortex serve`); `aclose` stops it."""
         if self._worker is None:
-            self._worker = asyncio.create_task(self.run_worker(install_signal_handlers=False), name="job worker")
+            self._worker = asyncio.create_task(self._serve_until_cancelled(), name="job worker")
+
+    async def _serve_until_cancelled(self) -> None:
+        """A worker that stops on an error (the database unreachable, a lost connection) starts again."""
+        wait = 1.0
+        while True:
+            try:
+                await self.run_worker(install_signal_handlers=False)
+                return
+            except Exception:
+                logger.exception("the job worker stopped on an error; starting it again in %.0f s", wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, WORKER_RESTART_MAX_SECONDS)
 
     @property
     def serving(self) -> bool:

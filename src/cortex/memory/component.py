@@ -1,6 +1,7 @@
 """The memory component behind the pipeline's MemoryPort: recall for 02, extraction after 08.
 
-Extraction runs in the background after the reply: the turn goes to the nano-tier model with a strict
+Extraction runs after the reply, in the durable `memory.extract_facts` job the reply's transaction
+queued (cortex.pipeline.post_actions): the turn goes to the nano-tier model with a strict
 JSON schema; output that is empty or does not match the schema is logged and counted, never stored.
 """
 
@@ -20,7 +21,6 @@ from cortex.kit.runtime import Runtime
 from cortex.memory import repository
 from cortex.memory.repository import NewFact
 from cortex.memory.schemas import EXTRACTION_SCHEMA, ExtractionOutput
-from cortex.pipeline.background import BackgroundTasks
 from cortex.pipeline.model_router import resolve_models
 from cortex.pipeline.ports import CompletedTurn, MemoryFact
 from cortex.settings import TIERS, Settings
@@ -33,7 +33,8 @@ EXTRACTION_TIMEOUT_SECONDS = 30.0
 MIN_EXTRACTED_CONFIDENCE = 0.5
 FACT_TOKEN_OVERHEAD = 4  # the "- " bullet and line break around each fact in the prompt
 # How an extraction run ends: the bounded `outcome` label of cortex_memory_extraction_runs_total.
-EXTRACTION_OUTCOMES = ("stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone")
+EXTRACTION_OUTCOMES = ("stored", "no_facts", "empty_output", "invalid_output", "model_error", "source_gone",
+                       "already_done")
 
 EXTRACTION_PROMPT = """You extract durable facts about a customer from one turn of a support conversation.
 Return only facts the customer stated about themselves that will still be true in later conversations:
@@ -76,7 +77,6 @@ class MemoryComponent:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.background = BackgroundTasks()
         # Extraction outcomes since start: runs, facts_created, facts_confirmed, facts_superseded, and one of
         # EXTRACTION_OUTCOMES per run (no_model counts turns that had no model to run on). The same
         # counts go to Prometheus (cortex_memory_extraction_runs_total, cortex_memory_facts_total).
@@ -85,9 +85,6 @@ class MemoryComponent:
     def _finished(self, outcome: str, facts: Counter[str] | None = None) -> None:
         self.stats[outcome] += 1
         self.runtime.telemetry.memory_extraction(outcome, dict(facts or {}))
-
-    async def aclose(self) -> None:
-        await self.background.drain()
 
     # --- 02 Memory Recall -------------------------------------------------------------------------------
 
@@ -119,12 +116,24 @@ class MemoryComponent:
 
     # --- 08 Post Actions --------------------------------------------------------------------------------
 
+    def extracts_for(self, agent: AgentConfig) -> bool:
+        if extraction_models(self.runtime, agent):
+            return True
+        self.stats["no_model"] += 1
+        return False
+
     async def after_turn(self, turn: CompletedTurn) -> None:
+        """Run by the turn's job, which a crash or restart runs again: a message already used is skipped."""
         models = extraction_models(self.runtime, turn.agent)
         if not models:
             self.stats["no_model"] += 1
             return
-        self.background.spawn(self.extract(turn, models), name=f"memory-extract:{turn.customer_message_id}")
+        async with self.runtime.database.session() as session:
+            done = await repository.extracted_from(session, turn.company_id, turn.customer_message_id)
+        if done:
+            self._finished("already_done")
+            return
+        await self.extract(turn, models)
 
     async def extract(self, turn: CompletedTurn, models: list[str]) -> list[repository.StoreOutcome]:
         self.stats["runs"] += 1

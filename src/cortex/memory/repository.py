@@ -449,3 +449,10 @@ async def message_still_exists(session: AsyncSession, company_id: uuid.UUID, mes
     found = await session.scalar(select(Message.id).where(Message.id == message_id, Message.company_id == company_id)
                                  .with_for_update(key_share=True))
     return found is not None
+
+
+async def extracted_from(session: AsyncSession, company_id: uuid.UUID, message_id: uuid.UUID) -> bool:
+    """Whether a fact was already taken from this message (an extraction job that ran before)."""
+    found = await session.scalar(select(FactRow.id).where(FactRow.company_id == company_id,
+                                                          FactRow.source_message_id == message_id).limit(1))
+    return found is not None

@@ -90,8 +90,12 @@ class MemoryPort(Protocol):
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]: ...
 
+    def extracts_for(self, agent: AgentConfig) -> bool:
+        """Whether a turn of this agent gets a fact-extraction job (a model to run it on exists)."""
+        ...
+
     async def after_turn(self, turn: CompletedTurn) -> None:
-        """Hand-off for fact extraction; must return quickly (schedule the work, don't do it here)."""
+        """Fact extraction for a stored turn; run by its durable job (cortex.pipeline.post_actions)."""
         ...
 
 
@@ -125,6 +129,9 @@ class UnavailableMemory:
     async def recall(self, *, company_id: uuid.UUID, agent_id: uuid.UUID, customer_id: str, query: str,
                      token_budget: int) -> list[MemoryFact]:
         return []
+
+    def extracts_for(self, agent: AgentConfig) -> bool:
+        return False
 
     async def after_turn(self, turn: CompletedTurn) -> None:
         return None

@@ -129,7 +129,7 @@ class ChatPipeline:
         reply_id = ctx.options.message_id = uuid.uuid4()
         async with runtime.database.session() as session:
             await store.store_reply(session, turn, reply_id, self._reply_record(ctx))
-        await post_actions.run(ctx, runtime, self.tools, self.background, reply_id)
+            await post_actions.schedule(session, ctx, runtime, reply_id)  # committed with the reply
         return self._response(ctx)
 
     def _reply_record(self, ctx: RequestContext) -> store.ReplyRecord:
