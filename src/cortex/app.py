@@ -15,7 +15,7 @@ from cortex.agents.endpoints import actions_router, agents_router
 from cortex.auth.endpoints import keys_router, portal_router
 from cortex.cache.endpoints import cache_router
 from cortex.cache.service import SemanticCache
-from cortex.conversations.endpoints import conversations_router
+from cortex.conversations.endpoints import conversations_router, messages_router
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
@@ -36,7 +36,7 @@ from cortex.knowledge.endpoints import documents_router, jobs_router, knowledge_
 from cortex.knowledge.service import KnowledgeComponent, knowledge_component
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.memory.component import MemoryComponent
-from cortex.memory.endpoints import memory_router
+from cortex.memory.endpoints import customer_facts_router, memory_router
 from cortex.observability.endpoints import metrics_router
 from cortex.observability.logs import configure_logging
 from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMiddleware
@@ -62,9 +62,11 @@ ROUTERS = [
     documents_router,
     jobs_router,
     customers_router,
+    customer_facts_router,
     chat_router,
     openai_router,
     conversations_router,
+    messages_router,
     metrics_router,
     memory_router,
     cache_router,
