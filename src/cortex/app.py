@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from cortex import __version__
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.agents.endpoints import actions_router, agents_router
+from cortex.api_docs import contract as api_contract
+from cortex.api_docs import pages as api_docs
 from cortex.auth.endpoints import keys_router, portal_router
 from cortex.cache.endpoints import cache_router
 from cortex.cache.service import SemanticCache
@@ -156,7 +158,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             await close_runtime(built)
 
-    app = FastAPI(title="Cortex", version=__version__, lifespan=lifespan)
+    # The docs pages are Cortex's own, with local assets (cortex.api_docs.pages); the schema is the contract.
+    app = FastAPI(title="Cortex", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     if runtime is not None:
         app.state.runtime = runtime
     register_error_handlers(app)
@@ -168,4 +171,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    api_docs.install(app)
+    api_contract.install(app)
     return app

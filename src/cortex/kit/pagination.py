@@ -6,7 +6,6 @@ parameters and `paginate(..., listing=listing)` applies them. The count comes fr
 same query as the page, so a page costs one round trip (a second one only for a page past the end).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
