@@ -120,12 +120,16 @@ _MESSAGE_COLUMNS = """id uuid, company_id uuid, conversation_id uuid, agent_id u
 _INSERT_MESSAGES = """INSERT INTO messages (id, company_id, conversation_id, agent_id, customer_id, role, content,
         status, channel, request_id, error, model_used, tier, tier_reason, tokens_input, tokens_output, cost_usd,
         latency_ms, step_timings, context_tokens, actions_executed, tool_calls, tool_rounds, cached,
-        cache_similarity, cache_entry_id, config_cache_hit, llm_latency_ms, metadata, cache_checked, created_at)
+        cache_similarity, cache_entry_id, config_cache_hit, llm_latency_ms, metadata, cache_checked, created_at,
+        updated_at)
     SELECT r.id, r.company_id, r.conversation_id, r.agent_id, r.customer_id, r.role, r.content, r.status, r.channel,
         r.request_id, r.error, r.model_used, r.tier, r.tier_reason, r.tokens_input, r.tokens_output, r.cost_usd,
         r.latency_ms, r.step_timings, r.context_tokens, r.actions_executed, r.tool_calls, r.tool_rounds, r.cached,
         r.cache_similarity, r.cache_entry_id, r.config_cache_hit, r.llm_latency_ms, r.metadata, r.cache_checked,
-        CASE WHEN r.later THEN clock_timestamp() ELSE now() END"""
+        moment.at, moment.at"""
+# Each message's moment, once for both its timestamps (see `store_turn` for `later`).
+_MOMENT = ("CROSS JOIN LATERAL (SELECT CASE WHEN r.later THEN clock_timestamp() ELSE now() END AS at) "
+           "AS moment")
 _EVENT_CTES, _DEFER = outbox.written("event_rows")
 
 # One statement, one round trip: claim the conversation (see `_claim`), store the message(s) and write
@@ -141,7 +145,7 @@ WITH claimed AS (
     RETURNING (conversation.xmax = 0) AS created
 ), stored AS (
     {_INSERT_MESSAGES}
-    FROM claimed, jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS})
+    FROM claimed CROSS JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS}) {_MOMENT}
 ), event_rows AS (
     SELECT pending.* FROM ({outbox.EVENT_ROWS}) AS pending, claimed
     WHERE pending.type <> 'conversation.created' OR claimed.created
@@ -154,9 +158,9 @@ SELECT (SELECT created FROM claimed) AS created, {_DEFER} AS deferred
 _STORE_REPLY = text(f"""
 WITH stored AS (
     {_INSERT_MESSAGES}
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS})
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_MESSAGE_COLUMNS}) {_MOMENT}
 ), answered AS (
-    UPDATE messages SET status = 'ok'
+    UPDATE messages SET status = 'ok', updated_at = now()
     WHERE id = CAST(:question_id AS uuid) AND company_id = CAST(:company_id AS uuid)
 ), touched AS (
     UPDATE conversations SET updated_at = now()
