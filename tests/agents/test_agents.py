@@ -208,9 +208,12 @@ async def test_pagination_counts_everything(client: httpx.AsyncClient, tenant: T
         await create_agent(client, tenant)
     page = (await client.get("/v1/agents?page=2&page_size=2", headers=tenant.headers)).json()
     assert page["total_count"] == 5 and page["page"] == 2 and page["page_size"] == 2
-    assert len(page["items"]) == 2
+    assert len(page["items"]) == 2 and page["total_pages"] == 3 and page["has_more"] is True
     last = (await client.get("/v1/agents?page=3&page_size=2", headers=tenant.headers)).json()
     assert len(last["items"]) == 1 and last["total_count"] == 5
+    assert last["total_pages"] == 3 and last["has_more"] is False
+    beyond = (await client.get("/v1/agents?page=4&page_size=2", headers=tenant.headers)).json()
+    assert beyond["items"] == [] and beyond["has_more"] is False
 
 
 async def test_scopes(client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""The one pagination helper: `{items, total_count, page, page_size}` with a real count."""
+"""The one pagination helper: `{items, total_count, page, page_size, total_pages, has_more}` with a real count."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,20 @@ class Page(BaseModel, Generic[T]):
     total_count: int
     page: int
     page_size: int
+
+    # Derived from the count rather than stored, so they can never disagree with it; a paginator stops on
+    # `has_more` (or on `page == total_pages`) without a request for an empty page.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_pages(self) -> int:
+        """How many pages of `page_size` the `total_count` items fill (0 when there are none)."""
+        return -(-self.total_count // self.page_size) if self.page_size > 0 else 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_more(self) -> bool:
+        """Whether a page after this one holds items."""
+        return self.page < self.total_pages
 
 
 async def paginate(
