@@ -37,6 +37,8 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
 # Logout ends the session it is sent with: it runs last, alone, with a session of its own.
 LOGOUT = "/portal/api/logout"
+# No 5xx, and every response (errors included) matches the schema the document declares for its status.
+CHECKS = ("not_a_server_error", "response_schema_conformance")
 # The live event stream never ends by itself.
 ENDLESS = ("/v1/events/stream",)
 
@@ -228,7 +230,7 @@ def run_schemathesis(server: CortexServer, config: Path, *, label: str, token: s
                      max_examples: int, seed_value: int, report_dir: Path, exclude: tuple[str, ...] = ()) -> RunResult:
     report = report_dir / f"{label}.ndjson"
     command = [SCHEMATHESIS, "--config-file", str(config), "run", server.url + "/openapi.json",
-               "--checks", "not_a_server_error", "--max-examples", str(max_examples), "--seed", str(seed_value),
+               "--checks", ",".join(CHECKS), "--max-examples", str(max_examples), "--seed", str(seed_value),
                "--header", f"Authorization: Bearer {token}", "--include-path-regex", include_regex,
                "--request-timeout", "60", "--workers", "1", "--no-shrink", "--continue-on-failure",
                "--report", "ndjson", "--report-ndjson-path", str(report), "--warnings", "off"]

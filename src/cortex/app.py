@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from cortex import __version__
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.agents.endpoints import actions_router, agents_router
+from cortex.api_docs import contract as api_contract
+from cortex.api_docs import pages as api_docs
 from cortex.auth.endpoints import keys_router, portal_router
 from cortex.cache.endpoints import cache_router
 from cortex.cache.service import SemanticCache
-from cortex.conversations.endpoints import conversations_router
+from cortex.conversations.endpoints import conversations_router, messages_router
 from cortex.customers.endpoints import customers_router
 from cortex.db.engine import Database
 from cortex.db.migrate import upgrade_async
@@ -36,7 +38,7 @@ from cortex.knowledge.endpoints import documents_router, jobs_router, knowledge_
 from cortex.knowledge.service import KnowledgeComponent, knowledge_component
 from cortex.llm.gateway import LLMGateway, count_tokens
 from cortex.memory.component import MemoryComponent
-from cortex.memory.endpoints import memory_router
+from cortex.memory.endpoints import customer_facts_router, memory_router
 from cortex.observability.endpoints import metrics_router
 from cortex.observability.logs import configure_logging
 from cortex.observability.middleware import ObservabilityMiddleware, RateLimitMiddleware
@@ -62,9 +64,11 @@ ROUTERS = [
     documents_router,
     jobs_router,
     customers_router,
+    customer_facts_router,
     chat_router,
     openai_router,
     conversations_router,
+    messages_router,
     metrics_router,
     memory_router,
     cache_router,
@@ -154,7 +158,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             await close_runtime(built)
 
-    app = FastAPI(title="Cortex", version=__version__, lifespan=lifespan)
+    # The docs pages are Cortex's own, with local assets (cortex.api_docs.pages); the schema is the contract.
+    app = FastAPI(title="Cortex", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     if runtime is not None:
         app.state.runtime = runtime
     register_error_handlers(app)
@@ -166,4 +171,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    api_docs.install(app)
+    api_contract.install(app)
     return app

@@ -14,7 +14,7 @@ from cortex.agents.schemas import ActionCreate, ActionPublic, ActionUpdate, Rate
 from cortex.db.models import ActionDefinition
 from cortex.kit.crypto import SecretBox
 from cortex.kit.errors import Conflict, InvalidInput, NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.kit.url_guard import BlockedUrl, UnresolvableHost, check_url
 
 
@@ -120,7 +120,12 @@ async def delete_action(session: AsyncSession, cache: AgentConfigCache, company_
     await agents.bump_versions(session, cache, company_id, linked, config=True)
 
 
+ACTION_LISTING = Listing(sort={"created_at": [ActionDefinition.created_at], "updated_at": [ActionDefinition.updated_at],
+                              "name": [ActionDefinition.name]},
+                         created=ActionDefinition.created_at, updated=ActionDefinition.updated_at,
+                         tiebreak=[ActionDefinition.id])
+
+
 async def list_actions(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[ActionPublic]:
-    statement = (select(ActionDefinition).where(ActionDefinition.company_id == company_id)
-                 .order_by(ActionDefinition.created_at.desc(), ActionDefinition.id))
-    return await paginate(session, statement, params, to_public)
+    statement = select(ActionDefinition).where(ActionDefinition.company_id == company_id)
+    return await paginate(session, statement, params, to_public, listing=ACTION_LISTING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Response, status
 
@@ -19,7 +20,7 @@ from cortex.agents.schemas import (
 )
 from cortex.auth.deps import AgentsAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
-from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.pagination import ListParams, Page, list_query
 
 agents_router = APIRouter(prefix="/v1/agents", tags=["agents"])
 actions_router = APIRouter(prefix="/v1/actions", tags=["actions"])
@@ -32,7 +33,8 @@ async def create_agent(body: AgentCreate, principal: AgentsAuth, session: Sessio
 
 
 @agents_router.get("", response_model=Page[AgentPublic])
-async def list_agents(principal: AgentsAuth, session: SessionDep, page: PageQuery) -> Page[AgentPublic]:
+async def list_agents(principal: AgentsAuth, session: SessionDep,
+                      page: Annotated[ListParams, list_query(service.AGENT_LISTING)]) -> Page[AgentPublic]:
     return await service.list_agents(session, principal.company_id, page)
 
 
@@ -74,7 +76,8 @@ async def create_action(body: ActionCreate, principal: AgentsAuth, session: Sess
 
 
 @actions_router.get("", response_model=Page[ActionPublic])
-async def list_actions(principal: AgentsAuth, session: SessionDep, page: PageQuery) -> Page[ActionPublic]:
+async def list_actions(principal: AgentsAuth, session: SessionDep,
+                       page: Annotated[ListParams, list_query(action_service.ACTION_LISTING)]) -> Page[ActionPublic]:
     return await action_service.list_actions(session, principal.company_id, page)
 
 

@@ -26,7 +26,7 @@ from cortex.agents.schemas import (
 from cortex.db.engine import after_commit
 from cortex.db.models import ActionDefinition, Agent, AgentAction, AgentKnowledgeSource, Company, KnowledgeSource
 from cortex.kit.errors import Conflict, InvalidInput, NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 
 # Changes to these fields change what the agent says, so cached answers must not outlive them.
 _CONFIG_FIELDS = {"name", "system_prompt", "personality", "dialect", "faqs", "scenarios", "workflow_faqs",
@@ -191,9 +191,13 @@ async def delete_agent(session: AsyncSession, cache: AgentConfigCache, company_i
     after_commit(session, lambda: cache.invalidate(company_id, agent_id))
 
 
+AGENT_LISTING = Listing(sort={"created_at": [Agent.created_at], "updated_at": [Agent.updated_at], "name": [Agent.name]},
+                        created=Agent.created_at, updated=Agent.updated_at, tiebreak=[Agent.id])
+
+
 async def list_agents(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[AgentPublic]:
-    statement = select(Agent).where(Agent.company_id == company_id).order_by(Agent.created_at.desc(), Agent.id)
-    page = await paginate(session, statement, params, lambda a: a)
+    statement = select(Agent).where(Agent.company_id == company_id)
+    page = await paginate(session, statement, params, lambda a: a, listing=AGENT_LISTING)
     items = [await to_public(session, agent) for agent in page.items]
     return Page[AgentPublic](items=items, total_count=page.total_count, page=page.page,
                              page_size=page.page_size)

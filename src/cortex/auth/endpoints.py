@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, status
 
@@ -23,8 +24,10 @@ from cortex.auth.tokens import PortalClaims, issue_token
 from cortex.db.engine import after_commit
 from cortex.kit.deps import RuntimeDep, SessionDep
 from cortex.kit.errors import Unauthorized
-from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.pagination import ListParams, Page, list_query
 from cortex.kit.runtime import Runtime
+
+KeyPage = Annotated[ListParams, list_query(service.KEY_LISTING)]
 
 portal_router = APIRouter(prefix="/portal/api", tags=["portal"])
 keys_router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -67,7 +70,7 @@ async def portal_create_key(body: ApiKeyCreate, user: PortalUser, session: Sessi
 
 
 @portal_router.get("/keys", response_model=Page[ApiKeyPublic])
-async def portal_list_keys(user: PortalUser, session: SessionDep, page: PageQuery) -> Page[ApiKeyPublic]:
+async def portal_list_keys(user: PortalUser, session: SessionDep, page: KeyPage) -> Page[ApiKeyPublic]:
     return await service.list_api_keys(session, user.company_id, page)
 
 
@@ -89,7 +92,7 @@ async def create_key(body: ApiKeyCreate, principal: KeysAuth, session: SessionDe
 
 
 @keys_router.get("", response_model=Page[ApiKeyPublic])
-async def list_keys(principal: KeysAuth, session: SessionDep, page: PageQuery) -> Page[ApiKeyPublic]:
+async def list_keys(principal: KeysAuth, session: SessionDep, page: KeyPage) -> Page[ApiKeyPublic]:
     return await service.list_api_keys(session, principal.company_id, page)
 
 

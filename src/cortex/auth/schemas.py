@@ -67,6 +67,7 @@ class ApiKeyPublic(BaseModel):
     scopes: list[str]
     expires_at: datetime | None
     created_at: datetime
+    updated_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
     rate_limit_per_minute: int | None

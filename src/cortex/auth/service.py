@@ -16,7 +16,7 @@ from cortex.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cortex.db.models import ApiKey, Company, User
 from cortex.events import outbox
 from cortex.kit.errors import Conflict, NotFound, Unauthorized
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 
 FOREIGN_KEY_VIOLATION = "23503"
 
@@ -93,14 +93,19 @@ async def create_api_key(
 
 def key_public(key: ApiKey) -> ApiKeyPublic:
     return ApiKeyPublic(id=key.id, key_prefix=key.key_prefix, name=key.name, scopes=key.scopes,
-                        expires_at=key.expires_at, created_at=key.created_at, last_used_at=key.last_used_at,
+                        expires_at=key.expires_at, created_at=key.created_at, updated_at=key.updated_at,
+                        last_used_at=key.last_used_at,
                         revoked_at=key.revoked_at, rate_limit_per_minute=key.rate_limit_per_minute)
 
 
+KEY_LISTING = Listing(sort={"created_at": [ApiKey.created_at], "updated_at": [ApiKey.updated_at], "name": [ApiKey.name],
+                           "last_used_at": [ApiKey.last_used_at]},
+                      created=ApiKey.created_at, updated=ApiKey.updated_at, tiebreak=[ApiKey.id])
+
+
 async def list_api_keys(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[ApiKeyPublic]:
-    statement = (select(ApiKey).where(ApiKey.company_id == company_id, ApiKey.revoked_at.is_(None))
-                 .order_by(ApiKey.created_at.desc(), ApiKey.id))
-    return await paginate(session, statement, params, key_public)
+    statement = select(ApiKey).where(ApiKey.company_id == company_id, ApiKey.revoked_at.is_(None))
+    return await paginate(session, statement, params, key_public, listing=KEY_LISTING)
 
 
 async def revoke_api_key(session: AsyncSession, company_id: uuid.UUID, key_id: uuid.UUID,

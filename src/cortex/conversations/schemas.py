@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,8 +20,15 @@ class ConversationPublic(BaseModel):
     updated_at: datetime
 
 
+MessageRole = Literal["customer", "assistant"]
+MessageStatus = Literal["ok", "pending", "failed"]
+
+
 class MessagePublic(BaseModel):
     id: uuid.UUID
+    conversation_id: uuid.UUID
+    agent_id: uuid.UUID | None
+    customer_id: str | None
     role: str
     content: str
     status: str
@@ -41,3 +48,4 @@ class MessagePublic(BaseModel):
     cached: bool
     error: str | None
     created_at: datetime
+    updated_at: datetime

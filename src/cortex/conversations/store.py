@@ -116,6 +116,7 @@ def _message_row(company_id: uuid.UUID, conversation_id: uuid.UUID, agent_id: uu
         "step_timings": {}, "context_tokens": {}, "actions_executed": [], "tool_calls": [], "tool_rounds": 0,
         "cached": False, "cache_similarity": None, "cache_entry_id": None, "config_cache_hit": None,
         "llm_latency_ms": None, "metadata": metadata, "cache_checked": None, "created_at": created_at,
+        "updated_at": created_at,
     }
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response, status
 
 from cortex.auth.deps import MemoryAuth
 from cortex.customers import service
 from cortex.customers.schemas import CustomerCreate, CustomerPublic, CustomerUpdate
 from cortex.kit.deps import SessionDep
-from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.pagination import ListParams, Page, list_query
 
 customers_router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -19,7 +21,8 @@ async def create_customer(body: CustomerCreate, principal: MemoryAuth, session: 
 
 
 @customers_router.get("", response_model=Page[CustomerPublic])
-async def list_customers(principal: MemoryAuth, session: SessionDep, page: PageQuery) -> Page[CustomerPublic]:
+async def list_customers(principal: MemoryAuth, session: SessionDep,
+                         page: Annotated[ListParams, list_query(service.CUSTOMER_LISTING)]) -> Page[CustomerPublic]:
     return await service.list_customers(session, principal.company_id, page)
 
 

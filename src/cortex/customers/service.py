@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cortex.customers.schemas import CustomerCreate, CustomerPublic, CustomerUpdate
 from cortex.db.models import Customer
 from cortex.kit.errors import Conflict, NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 
 
 def to_public(customer: Customer) -> CustomerPublic:
@@ -25,6 +25,13 @@ def to_public(customer: Customer) -> CustomerPublic:
 
 async def get_customer(session: AsyncSession, company_id: uuid.UUID, ref: str) -> Customer:
     """`ref` is Cortex's id for the customer or the company's own customer_id."""
+    customer = await find_by_ref(session, company_id, ref)
+    if customer is None:
+        raise NotFound("customer not found")
+    return customer
+
+
+async def find_by_ref(session: AsyncSession, company_id: uuid.UUID, ref: str) -> Customer | None:
     matches = [Customer.customer_id == ref]
     try:
         matches.append(Customer.id == uuid.UUID(ref))
@@ -33,8 +40,6 @@ async def get_customer(session: AsyncSession, company_id: uuid.UUID, ref: str) -
     customer = await session.scalar(
         select(Customer).where(Customer.company_id == company_id, or_(*matches))
         .order_by((Customer.customer_id == ref).desc()).limit(1))
-    if customer is None:
-        raise NotFound("customer not found")
     return customer
 
 
@@ -77,7 +82,11 @@ async def delete_customer(session: AsyncSession, company_id: uuid.UUID, ref: str
     await session.flush()
 
 
+CUSTOMER_LISTING = Listing(sort={"created_at": [Customer.created_at], "updated_at": [Customer.updated_at],
+                                "customer_id": [Customer.customer_id]},
+                           created=Customer.created_at, updated=Customer.updated_at, tiebreak=[Customer.id])
+
+
 async def list_customers(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[CustomerPublic]:
-    statement = (select(Customer).where(Customer.company_id == company_id)
-                 .order_by(Customer.created_at.desc(), Customer.id))
-    return await paginate(session, statement, params, to_public)
+    statement = select(Customer).where(Customer.company_id == company_id)
+    return await paginate(session, statement, params, to_public, listing=CUSTOMER_LISTING)

@@ -185,7 +185,8 @@ class Conversation(TimestampMixin, Base):
     """The client names a conversation by `id`; each company has its own ids, so the key is both."""
 
     __tablename__ = "conversations"
-    __table_args__ = (PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),)
+    __table_args__ = (PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),
+                      Index("ix_conversations_company_updated", "company_id", "updated_at"))
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     # No index of its own: the primary key leads with it.
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
@@ -200,6 +201,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
         Index("ix_messages_company_created", "company_id", "created_at"),
+        Index("ix_messages_company_updated", "company_id", "updated_at"),
         ForeignKeyConstraint(["company_id", "conversation_id"], ["conversations.company_id", "conversations.id"],
                              ondelete="CASCADE", name="messages_conversation_fkey"),
     )
@@ -235,6 +237,9 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Its status settles and post-reply tool calls join it after it is written (migration 0014_list_sync).
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
 
 
 # --- customer memory (issue 5) -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from cortex.events import repository, stream, webhooks
 from cortex.events.outbox import EVENT_TYPES
 from cortex.events.schemas import (
     DeliveryPublic,
+    DeliveryStatus,
     EventPublic,
     SecretRotated,
     StreamToken,
@@ -30,7 +31,7 @@ from cortex.events.schemas import (
 )
 from cortex.kit.deps import RuntimeDep, SessionDep
 from cortex.kit.errors import CortexError, Forbidden, InvalidQuery, Unauthorized
-from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.pagination import ListParams, Page, list_query
 from cortex.kit.runtime import Runtime
 
 events_router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -52,7 +53,8 @@ def _types(raw: list[str] | None) -> list[str] | None:
 
 
 @events_router.get("", response_model=Page[EventPublic])
-async def list_events(principal: EventsAuth, session: SessionDep, page: PageQuery, type: TypeFilter = None,
+async def list_events(principal: EventsAuth, session: SessionDep,
+                      page: Annotated[ListParams, list_query(repository.EVENT_LISTING)], type: TypeFilter = None,
                       after: Annotated[uuid.UUID | None, Query(description="Only events after this one.")] = None,
                       ) -> Page[EventPublic]:
     return await repository.list_events(session, principal.company_id, page, types=_types(type), after=after)
@@ -118,7 +120,8 @@ async def create_webhook(body: WebhookCreate, principal: WebhooksAuth, session: 
 
 
 @webhooks_router.get("", response_model=Page[WebhookPublic])
-async def list_webhooks(principal: WebhooksAuth, session: SessionDep, page: PageQuery) -> Page[WebhookPublic]:
+async def list_webhooks(principal: WebhooksAuth, session: SessionDep,
+                        page: Annotated[ListParams, list_query(webhooks.WEBHOOK_LISTING)]) -> Page[WebhookPublic]:
     return await webhooks.list_endpoints(session, principal.company_id, page)
 
 
@@ -151,8 +154,10 @@ async def test_webhook(webhook_id: uuid.UUID, principal: WebhooksAuth, session: 
 
 @webhooks_router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryPublic])
 async def list_deliveries(webhook_id: uuid.UUID, principal: WebhooksAuth, session: SessionDep,
-                          page: PageQuery) -> Page[DeliveryPublic]:
-    return await webhooks.list_deliveries(session, principal.company_id, webhook_id, page)
+                          page: Annotated[ListParams, list_query(webhooks.DELIVERY_LISTING)],
+                          delivery_status: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+                          ) -> Page[DeliveryPublic]:
+    return await webhooks.list_deliveries(session, principal.company_id, webhook_id, page, delivery_status)
 
 
 @webhooks_router.post("/{webhook_id}/deliveries/{delivery_id}/redeliver", response_model=DeliveryPublic,

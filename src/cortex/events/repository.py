@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cortex.events.models import Event
 from cortex.events.schemas import EventPublic
 from cortex.kit.errors import NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 
 # Only events of transactions older than every transaction still running: a transaction still open may
 # yet commit an event that sorts before a later one, and a reader must never have passed its place.
@@ -31,7 +31,7 @@ class Position:
 
 def to_public(event: Event) -> EventPublic:
     return EventPublic(id=event.id, type=event.type, company_id=event.company_id, created_at=event.created_at,
-                       data=event.data)
+                       updated_at=event.created_at, data=event.data)
 
 
 async def position_of(session: AsyncSession, company_id: uuid.UUID, event_id: uuid.UUID) -> Position:
@@ -51,10 +51,16 @@ def _feed(company_id: uuid.UUID, types: Sequence[str] | None, after: Position | 
     return select(Event).where(and_(*conditions)).order_by(Event.txid, Event.seq)
 
 
+# The feed's own order, (txid, seq), is what `created_at` sorts by: ascending by default, like the feed.
+# Events never change, so `updated_after` compares the creation time.
+EVENT_LISTING = Listing(sort={"created_at": [Event.txid, Event.seq]}, created=Event.created_at, updated=None,
+                        tiebreak=[], default_sort="created_at:asc")
+
+
 async def list_events(session: AsyncSession, company_id: uuid.UUID, params: PageParams, *,
                       types: Sequence[str] | None, after: uuid.UUID | None) -> Page[EventPublic]:
     position = await position_of(session, company_id, after) if after else None
-    return await paginate(session, _feed(company_id, types, position), params, to_public)
+    return await paginate(session, _feed(company_id, types, position), params, to_public, listing=EVENT_LISTING)
 
 
 async def read_after(session: AsyncSession, company_id: uuid.UUID, types: Sequence[str] | None,

@@ -18,6 +18,8 @@ class EventPublic(BaseModel):
     type: str
     company_id: uuid.UUID
     created_at: datetime
+    # An event never changes: its last change is its creation (for tools that sync on `updated_at`).
+    updated_at: datetime
     data: dict[str, Any]
 
 
@@ -97,14 +99,18 @@ class AttemptPublic(BaseModel):
     next_attempt_at: datetime | None
 
 
+DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
+
+
 class DeliveryPublic(BaseModel):
     id: uuid.UUID
     webhook_id: uuid.UUID
     event_id: uuid.UUID
     event_type: str
-    status: Literal["pending", "delivered", "failed", "cancelled"]
+    status: DeliveryStatus
     attempt_count: int
     next_attempt_at: datetime | None
     last_status_code: int | None
     created_at: datetime
+    updated_at: datetime
     attempts: list[AttemptPublic]

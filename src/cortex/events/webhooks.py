@@ -25,7 +25,7 @@ from cortex.events.schemas import (
     WebhookUpdate,
 )
 from cortex.kit.errors import Conflict, InvalidInput, NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.kit.runtime import Runtime
 from cortex.kit.url_guard import BlockedUrl, check_url
 
@@ -68,10 +68,19 @@ async def create(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID,
     return WebhookCreated(**to_public(endpoint).model_dump(), secret=secret)
 
 
+WEBHOOK_LISTING = Listing(sort={"created_at": [WebhookEndpoint.created_at], "updated_at": [WebhookEndpoint.updated_at],
+                               "url": [WebhookEndpoint.url]},
+                          created=WebhookEndpoint.created_at, updated=WebhookEndpoint.updated_at,
+                          tiebreak=[WebhookEndpoint.id])
+DELIVERY_LISTING = Listing(sort={"created_at": [WebhookDelivery.created_at],
+                                 "updated_at": [WebhookDelivery.updated_at]},
+                           created=WebhookDelivery.created_at, updated=WebhookDelivery.updated_at,
+                           tiebreak=[WebhookDelivery.id])
+
+
 async def list_endpoints(session: AsyncSession, company_id: uuid.UUID, params: PageParams) -> Page[WebhookPublic]:
-    statement = (select(WebhookEndpoint).where(WebhookEndpoint.company_id == company_id)
-                 .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id))
-    return await paginate(session, statement, params, to_public)
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.company_id == company_id)
+    return await paginate(session, statement, params, to_public, listing=WEBHOOK_LISTING)
 
 
 async def update(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, webhook_id: uuid.UUID,
@@ -124,17 +133,19 @@ async def _deliveries_public(session: AsyncSession, rows: list[tuple[WebhookDeli
                 next_attempt_at=attempt.next_attempt_at))
     return [DeliveryPublic(id=d.id, webhook_id=d.endpoint_id, event_id=d.event_id, event_type=event_type,
                            status=d.status, attempt_count=d.attempt_count, next_attempt_at=d.next_attempt_at,
-                           last_status_code=d.last_status_code, created_at=d.created_at, attempts=attempts[d.id])
+                           last_status_code=d.last_status_code, created_at=d.created_at, updated_at=d.updated_at,
+                           attempts=attempts[d.id])
             for d, event_type in rows]
 
 
 async def list_deliveries(session: AsyncSession, company_id: uuid.UUID, webhook_id: uuid.UUID,
-                          params: PageParams) -> Page[DeliveryPublic]:
+                          params: PageParams, status: str | None = None) -> Page[DeliveryPublic]:
     await get_endpoint(session, company_id, webhook_id)
     statement = (select(WebhookDelivery)
-                 .where(WebhookDelivery.endpoint_id == webhook_id, WebhookDelivery.company_id == company_id)
-                 .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id))
-    page = await paginate(session, statement, params, lambda delivery: delivery)
+                 .where(WebhookDelivery.endpoint_id == webhook_id, WebhookDelivery.company_id == company_id))
+    if status is not None:
+        statement = statement.where(WebhookDelivery.status == status)
+    page = await paginate(session, statement, params, lambda delivery: delivery, listing=DELIVERY_LISTING)
     event_ids = {delivery.event_id for delivery in page.items}
     types = dict((await session.execute(select(Event.id, Event.type).where(Event.id.in_(event_ids)))).tuples().all())
     items = await _deliveries_public(session, [(delivery, types[delivery.event_id]) for delivery in page.items])

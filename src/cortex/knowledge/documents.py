@@ -17,7 +17,7 @@ from cortex.agents import service as agents
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.db.models import KnowledgeChunkSet, KnowledgeDocument, KnowledgeSource
 from cortex.kit.errors import NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.schemas import DocumentStatus, KnowledgeDocumentPublic
 
@@ -81,6 +81,13 @@ async def mark_failed(session: AsyncSession, document_id: uuid.UUID, error: str)
     return document
 
 
+# Ascending by default: a source's documents read in the order they were added.
+DOCUMENT_LISTING = Listing(sort={"created_at": [KnowledgeDocument.created_at],
+                                 "updated_at": [KnowledgeDocument.updated_at], "name": [KnowledgeDocument.name]},
+                           created=KnowledgeDocument.created_at, updated=KnowledgeDocument.updated_at,
+                           tiebreak=[KnowledgeDocument.id], default_sort="created_at:asc")
+
+
 async def list_documents(session: AsyncSession, company_id: uuid.UUID, source_id: uuid.UUID, params: PageParams,
                          status: DocumentStatus | None = None) -> Page[KnowledgeDocumentPublic]:
     source = await session.scalar(select(KnowledgeSource.id).where(KnowledgeSource.id == source_id,
@@ -91,8 +98,7 @@ async def list_documents(session: AsyncSession, company_id: uuid.UUID, source_id
                                                 KnowledgeDocument.source_id == source_id)
     if status is not None:
         statement = statement.where(KnowledgeDocument.status == status)
-    statement = statement.order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)
-    return await paginate(session, statement, params, to_public)
+    return await paginate(session, statement, params, to_public, listing=DOCUMENT_LISTING)
 
 
 async def delete_document(session: AsyncSession, cache: AgentConfigCache, company_id: uuid.UUID,

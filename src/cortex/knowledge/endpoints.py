@@ -14,7 +14,7 @@ from cortex.agents.schemas import AgentConfig
 from cortex.agents.service import build_config
 from cortex.auth.deps import KnowledgeAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
-from cortex.kit.pagination import Page, PageQuery
+from cortex.kit.pagination import ListParams, Page, list_query
 from cortex.knowledge import documents, jobs, sources
 from cortex.knowledge.schemas import (
     DocumentsIngestResult,
@@ -26,6 +26,7 @@ from cortex.knowledge.schemas import (
     IngestUrlRequest,
     JobAccepted,
     JobPublic,
+    JobStatus,
     KnowledgeDocumentPublic,
     KnowledgeSourceCreate,
     KnowledgeSourcePublic,
@@ -36,6 +37,7 @@ from cortex.knowledge.schemas import (
     SearchHit,
     SearchRequest,
     SearchResults,
+    SourceStatus,
 )
 from cortex.knowledge.service import Accepted, Finished, knowledge_component, source_of
 from cortex.knowledge.uploads import save_upload
@@ -65,8 +67,10 @@ async def create_source(body: KnowledgeSourceCreate, principal: KnowledgeAuth,
 
 @sources_router.get("", response_model=Page[KnowledgeSourcePublic])
 async def list_sources(principal: KnowledgeAuth, session: SessionDep,
-                       page: PageQuery) -> Page[KnowledgeSourcePublic]:
-    return await sources.list_sources(session, principal.company_id, page)
+                       page: Annotated[ListParams, list_query(sources.SOURCE_LISTING)],
+                       source_status: Annotated[SourceStatus | None, Query(alias="status")] = None,
+                       ) -> Page[KnowledgeSourcePublic]:
+    return await sources.list_sources(session, principal.company_id, page, source_status)
 
 
 @sources_router.get("/{source_id}", response_model=KnowledgeSourcePublic)
@@ -90,7 +94,8 @@ async def delete_source(source_id: uuid.UUID, principal: KnowledgeAuth, session:
 # --- documents ---------------------------------------------------------------------------------------
 
 @sources_router.get("/{source_id}/documents", response_model=Page[KnowledgeDocumentPublic])
-async def list_documents(source_id: uuid.UUID, principal: KnowledgeAuth, session: SessionDep, page: PageQuery,
+async def list_documents(source_id: uuid.UUID, principal: KnowledgeAuth, session: SessionDep,
+                         page: Annotated[ListParams, list_query(documents.DOCUMENT_LISTING)],
                          document_status: Annotated[DocumentStatus | None, Query(alias="status")] = None,
                          ) -> Page[KnowledgeDocumentPublic]:
     return await documents.list_documents(session, principal.company_id, source_id, page, document_status)
@@ -233,6 +238,15 @@ async def search(body: SearchRequest, principal: KnowledgeAuth, runtime: Runtime
 
 
 # --- jobs --------------------------------------------------------------------------------------------
+
+@jobs_router.get("", response_model=Page[JobPublic])
+async def list_jobs(principal: KnowledgeAuth, session: SessionDep,
+                    page: Annotated[ListParams, list_query(jobs.JOB_LISTING)],
+                    job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
+                    source_id: uuid.UUID | None = None, agent_id: uuid.UUID | None = None) -> Page[JobPublic]:
+    return await jobs.list_jobs(session, principal.company_id, page, status=job_status, source_id=source_id,
+                                agent_id=agent_id)
+
 
 @jobs_router.get("/{job_id}", response_model=JobPublic)
 async def get_job(job_id: uuid.UUID, principal: KnowledgeAuth, runtime: RuntimeDep) -> JobPublic:

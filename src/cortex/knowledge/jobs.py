@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.db.models import KnowledgeDocument, KnowledgeJob
 from cortex.kit.errors import CortexError, NotFound
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.ingestion import IngestOutcome, Progress, ProgressCallback
 from cortex.knowledge.schemas import JobPublic
@@ -60,6 +62,22 @@ async def get_job(runtime: Runtime, company_id: uuid.UUID, job_id: uuid.UUID) ->
         if job is None:
             raise NotFound("job not found")
         return to_public(job)
+
+
+JOB_LISTING = Listing(sort={"created_at": [KnowledgeJob.created_at], "updated_at": [KnowledgeJob.updated_at]},
+                      created=KnowledgeJob.created_at, updated=KnowledgeJob.updated_at, tiebreak=[KnowledgeJob.id])
+
+
+async def list_jobs(session: AsyncSession, company_id: uuid.UUID, params: PageParams, *, status: str | None = None,
+                    source_id: uuid.UUID | None = None, agent_id: uuid.UUID | None = None) -> Page[JobPublic]:
+    statement = select(KnowledgeJob).where(KnowledgeJob.company_id == company_id)
+    if status is not None:
+        statement = statement.where(KnowledgeJob.status == status)
+    if source_id is not None:
+        statement = statement.where(KnowledgeJob.source_id == source_id)
+    if agent_id is not None:
+        statement = statement.where(KnowledgeJob.agent_id == agent_id)
+    return await paginate(session, statement, params, to_public, listing=JOB_LISTING)
 
 
 async def create_job(runtime: Runtime, *, company_id: uuid.UUID, kind: str, source_id: uuid.UUID | None = None,

@@ -136,6 +136,10 @@ class JobAccepted(BaseModel):
     document_id: uuid.UUID | None = None
 
 
+JobStatus = Literal["queued", "running", "completed", "failed"]
+SourceStatus = Literal["empty", "ingesting", "ready", "failed"]
+
+
 class JobPublic(BaseModel):
     job_id: uuid.UUID
     kind: str

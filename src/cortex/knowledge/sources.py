@@ -11,7 +11,7 @@ from cortex.agents import service as agents
 from cortex.agents.config_cache import AgentConfigCache
 from cortex.db.models import KnowledgeSource
 from cortex.kit.errors import NotFound
-from cortex.kit.pagination import Page, PageParams, paginate
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.knowledge.schemas import KnowledgeSourceCreate, KnowledgeSourcePublic, KnowledgeSourceUpdate
 
 
@@ -63,8 +63,15 @@ async def delete_source(session: AsyncSession, cache: AgentConfigCache, company_
     await agents.bump_versions(session, cache, company_id, linked, config=True, knowledge=True)
 
 
-async def list_sources(session: AsyncSession, company_id: uuid.UUID,
-                       params: PageParams) -> Page[KnowledgeSourcePublic]:
-    statement = (select(KnowledgeSource).where(KnowledgeSource.company_id == company_id)
-                 .order_by(KnowledgeSource.created_at.desc(), KnowledgeSource.id))
-    return await paginate(session, statement, params, to_public)
+SOURCE_LISTING = Listing(sort={"created_at": [KnowledgeSource.created_at], "updated_at": [KnowledgeSource.updated_at],
+                              "name": [KnowledgeSource.name]},
+                         created=KnowledgeSource.created_at, updated=KnowledgeSource.updated_at,
+                         tiebreak=[KnowledgeSource.id])
+
+
+async def list_sources(session: AsyncSession, company_id: uuid.UUID, params: PageParams,
+                       status: str | None = None) -> Page[KnowledgeSourcePublic]:
+    statement = select(KnowledgeSource).where(KnowledgeSource.company_id == company_id)
+    if status is not None:
+        statement = statement.where(KnowledgeSource.status == status)
+    return await paginate(session, statement, params, to_public, listing=SOURCE_LISTING)

@@ -9,10 +9,22 @@ from fastapi import APIRouter, Path, Query
 
 from cortex.auth.deps import MemoryAuth
 from cortex.kit.deps import RuntimeDep, SessionDep
-from cortex.memory import service
-from cortex.memory.schemas import CustomerForgotten, FactDeleted, FactSave, FactSaved, MemoryPublic, MemoryQuery
+from cortex.kit.pagination import ListParams, Page, list_query
+from cortex.memory import repository, service
+from cortex.memory.schemas import (
+    Category,
+    CustomerForgotten,
+    FactDeleted,
+    FactListed,
+    FactSave,
+    FactSaved,
+    MemoryPublic,
+    MemoryQuery,
+)
 
 memory_router = APIRouter(prefix="/v1/memory", tags=["memory"])
+# A customer's facts as a plain list, beside the customer's profile.
+customer_facts_router = APIRouter(prefix="/v1/customers", tags=["memory"])
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -41,3 +53,14 @@ async def forget_customer(customer_id: CustomerId, company_id: Annotated[uuid.UU
                           session: SessionDep, runtime: RuntimeDep) -> CustomerForgotten:
     principal.require_company(company_id)
     return await service.forget_customer(session, runtime, principal, customer_id)
+
+
+@customer_facts_router.get("/{ref}/facts", response_model=Page[FactListed])
+async def list_customer_facts(
+    ref: Annotated[str, Path(min_length=1, max_length=200)], principal: MemoryAuth, session: SessionDep,
+    page: Annotated[ListParams, list_query(repository.FACT_LISTING)],
+    agent_id: uuid.UUID | None = None, category: Category | None = None,
+    include_superseded: Annotated[bool, Query(description="Also list facts a newer one replaced.")] = False,
+) -> Page[FactListed]:
+    return await service.customer_facts(session, principal.company_id, ref, page, agent_id=agent_id,
+                                        category=category, include_superseded=include_superseded)

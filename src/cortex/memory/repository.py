@@ -28,7 +28,9 @@ from cortex.db.models import (
 )
 from cortex.db.models import MemoryFact as FactRow
 from cortex.events import outbox
+from cortex.kit.pagination import Listing, Page, PageParams, paginate
 from cortex.memory.concepts import concepts_of, fact_concepts
+from cortex.memory.schemas import FactListed
 from cortex.pipeline.token_optimizer import count
 
 # Two facts this close (cosine) about the same values are the same fact said twice.
@@ -448,4 +450,35 @@ async def message_still_exists(session: AsyncSession, company_id: uuid.UUID, mes
     """Locks the source message against a concurrent forget until this transaction ends."""
     found = await session.scalar(select(Message.id).where(Message.id == message_id, Message.company_id == company_id)
                                  .with_for_update(key_share=True))
+    return found is not None
+
+
+FACT_LISTING = Listing(sort={"created_at": [FactRow.created_at], "updated_at": [FactRow.updated_at],
+                            "last_confirmed_at": [FactRow.last_confirmed_at], "confidence": [FactRow.confidence]},
+                       created=FactRow.created_at, updated=FactRow.updated_at, tiebreak=[FactRow.id])
+
+
+async def page_facts(session: AsyncSession, company_id: uuid.UUID, customer_id: str, params: PageParams, *,
+                     agent_id: uuid.UUID | None, category: str | None, include_superseded: bool) -> Page[FactListed]:
+    """A customer's stored facts as a plain page (no ranking): what a sync or an export reads."""
+    statement = select(FactRow).where(_scope(company_id, customer_id))
+    if not include_superseded:
+        statement = statement.where(FactRow.superseded_by.is_(None))
+    if agent_id is not None:
+        statement = statement.where(FactRow.agent_id == agent_id)
+    if category is not None:
+        statement = statement.where(FactRow.category == category)
+    return await paginate(session, statement, params, _listed, listing=FACT_LISTING)
+
+
+def _listed(row: FactRow) -> FactListed:
+    return FactListed(id=row.id, customer_id=row.customer_id, agent_id=row.agent_id, fact=row.fact,
+                      category=row.category, confidence=row.confidence, subject=row.subject, value=row.value,
+                      source=row.source, created_at=row.created_at, updated_at=row.updated_at,
+                      last_confirmed_at=row.last_confirmed_at, superseded_by=row.superseded_by,
+                      superseded_at=row.superseded_at)
+
+
+async def has_facts(session: AsyncSession, company_id: uuid.UUID, customer_id: str) -> bool:
+    found = await session.scalar(select(FactRow.id).where(_scope(company_id, customer_id)).limit(1))
     return found is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,26 @@ class FactPublic(BaseModel):
     fact: str
     category: str
     confidence: float
+
+
+class FactListed(BaseModel):
+    """One stored fact as `GET /v1/customers/{ref}/facts` lists it, with what a sync needs."""
+
+    id: uuid.UUID
+    customer_id: str
+    agent_id: uuid.UUID | None
+    fact: str
+    category: str
+    confidence: float
+    subject: str | None
+    value: str | None
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    last_confirmed_at: datetime
+    # Set when a newer fact about the same subject replaced it (listed only with include_superseded=true).
+    superseded_by: uuid.UUID | None
+    superseded_at: datetime | None
 
 
 class KnowledgeSnippet(BaseModel):

@@ -9,10 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cortex.auth.deps import ApiPrincipal
+from cortex.customers.service import find_by_ref
 from cortex.db.models import Agent, ApiKey, MemoryAuditRecord
 from cortex.events import outbox
 from cortex.events import repository as event_repository
 from cortex.kit.errors import NotFound
+from cortex.kit.pagination import Page, PageParams
 from cortex.kit.runtime import Runtime
 from cortex.knowledge.service import knowledge_component
 from cortex.memory import repository
@@ -20,6 +22,7 @@ from cortex.memory.repository import NewFact
 from cortex.memory.schemas import (
     CustomerForgotten,
     FactDeleted,
+    FactListed,
     FactPublic,
     FactSave,
     FactSaved,
@@ -36,6 +39,19 @@ MAX_LISTED_ENTRIES = 20
 
 def customer_ref(company_id: uuid.UUID, customer_id: str) -> str:
     return hashlib.sha256(f"{company_id}:{customer_id}".encode()).hexdigest()
+
+
+async def customer_facts(session: AsyncSession, company_id: uuid.UUID, ref: str, params: PageParams, *,
+                         agent_id: uuid.UUID | None, category: str | None,
+                         include_superseded: bool) -> Page[FactListed]:
+    """`ref` names a customer profile (Cortex's id or the company's customer_id) or, since memory needs no
+    profile, a customer_id that has facts; anything else is unknown."""
+    profile = await find_by_ref(session, company_id, ref)
+    customer_id = profile.customer_id if profile is not None else ref
+    if profile is None and not await repository.has_facts(session, company_id, customer_id):
+        raise NotFound("customer not found")
+    return await repository.page_facts(session, company_id, customer_id, params, agent_id=agent_id,
+                                       category=category, include_superseded=include_superseded)
 
 
 async def memory_view(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str,
