@@ -146,6 +146,7 @@ async def deliver(runtime: Runtime, delivery_id: uuid.UUID, token: uuid.UUID) ->
     attempted_at = datetime.now(UTC)
     headers = signing.headers(prepared.message_id, prepared.payload, prepared.secrets, attempted_at)
     outcome = await sender_of(runtime).send(prepared.url, prepared.payload, headers)
+    runtime.telemetry.metrics.record_webhook_attempt(outcome.succeeded, outcome.status_code)
     await _record(runtime, delivery_id, token, attempted_at, outcome)
 
 
