@@ -90,6 +90,9 @@ async def test_chat_and_chat_stream(tenant: Tenant, live: LiveCortex, live_llm: 
             ("customer", "When are you open?"), ("assistant", "Our hours are 9 to 5."),
             ("customer", "And on Saturdays?"), ("assistant", "Yes, on Saturdays too.")]
         assert [c["id"] for c in cortex.conversations.list(agent_id=agent["id"])] == [conversation]
+        across = cortex.messages.list(agent_id=agent["id"], role="assistant", sort="created_at:asc").to_list()
+        assert [m["content"] for m in across] == ["Our hours are 9 to 5.", "Yes, on Saturdays too."]
+        assert {m["conversation_id"] for m in across} == {conversation}
 
 
 async def test_async_client_pages_through_every_item_and_sees_only_its_company(
@@ -314,9 +317,12 @@ async def test_webhooks_verify_a_real_delivery(tenant: Tenant, live: LiveCortex,
 
 async def test_memory_cache_keys_and_metrics(tenant: Tenant, live: LiveCortex) -> None:
     async with AsyncCortex(tenant.api_key, base_url=live.base_url, company_id=str(tenant.company_id)) as cortex:
+        await cortex.customers.create(customer_id="mem-1")
         saved = await cortex.memory.save("mem-1", fact="Prefers email over phone", category="preference")
         memory = await cortex.memory.get("mem-1")
         assert memory["fact_count"] == 1 and "email" in str(memory["facts"])
+        facts = await cortex.customers.facts("mem-1").to_list()
+        assert [(f["id"], f["fact"]) for f in facts] == [(saved["fact_id"], "Prefers email over phone")]
         assert (await cortex.memory.delete_fact(saved["fact_id"]))["deleted"] is True
         assert (await cortex.memory.get("mem-1"))["fact_count"] == 0
 
