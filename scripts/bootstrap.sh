@@ -8,11 +8,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Skip the install when nothing it depends on changed since the last one.
 stamp=.venv/.cortex-installed
-want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml clients/python/pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and exactly: the CPU build (a looser pin would pull several GB of CUDA wheels).
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
   .venv/bin/python -m pip install --quiet -e ".[test]"
+  # The Python client (its own package, cortex-client): tests/client drive a live Cortex with it.
+  .venv/bin/python -m pip install --quiet -e ./clients/python
   echo "$want" > "$stamp"
 fi

@@ -1,4 +1,4 @@
-"""The `cortex` command: serve, worker, demo, keys, users, db, ingest."""
+"""The `cortex` command: serve, worker, demo, keys, users, db, ingest, export."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ app = typer.Typer(help="Cortex: a self-hosted AI engine for customer conversatio
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="Portal users.", no_args_is_help=True)
 db_app = typer.Typer(help="Database.", no_args_is_help=True)
+export_app = typer.Typer(help="Export a company's data through the API (needs the `export` extra: dlt).",
+                         no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")
 
 # Human-facing output goes to stderr so that `--json` leaves stdout clean.
 err = Console(stderr=True)
@@ -328,6 +331,54 @@ def db_upgrade() -> None:
     finally:
         database.stop_embedded()
     err.print("[green]database is up to date[/]")
+
+
+@export_app.command("duckdb")
+def export_duckdb(
+    path: Annotated[Path, typer.Argument(help="The DuckDB file (created when new; later runs add what changed).")],
+    url: Annotated[str, typer.Option("--url", envvar="CORTEX_API_URL", help="Cortex's base URL.")
+                   ] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="CORTEX_API_KEY",
+                                                help="An API key of the company to export.")] = None,
+    dataset: Annotated[str, typer.Option(help="The schema the tables go in (not the file's own name: DuckDB "
+                                           "would read both as one).")] = "cortex_data",
+    table: Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")] = None,
+) -> None:
+    """Load conversations, messages, customers, facts, documents and events into DuckDB, incrementally: each
+    run fetches only what changed since the last one into the same file. Prints the rows loaded per table."""
+    import hashlib
+
+    if not api_key:
+        err.print("[red]no API key:[/] pass --api-key or set CORTEX_API_KEY")
+        raise typer.Exit(2)
+    try:
+        import dlt
+        from dlt.pipeline.exceptions import PipelineStepFailed
+
+        from cortex.integrations import dlt as cortex_dlt
+        from cortex.integrations.dlt_progress import RichProgress
+    except ImportError as exc:
+        err.print(f"[red]the export needs dlt:[/] pip install 'cortex[export]' ({exc})")
+        raise typer.Exit(2) from exc
+    target = path.resolve()
+    # One pipeline (and so one set of incremental cursors) per file and server.
+    name = "cortex_export_" + hashlib.sha256(f"{target}|{url.rstrip('/')}".encode()).hexdigest()[:12]
+    try:
+        source = cortex_dlt.cortex_source(url, api_key, tables=tuple(table) if table else None)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    pipeline = cortex_dlt.pipeline(dlt.destinations.duckdb(str(target)), pipeline_name=name, dataset_name=dataset,
+                                   progress=RichProgress(err))
+    try:
+        pipeline.run(source)
+    except PipelineStepFailed as exc:
+        err.print(f"[red]export failed at {exc.step}:[/] {exc.exception}")
+        raise typer.Exit(1) from exc
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    counts = normalized.row_counts if normalized else {}
+    loaded = {name: count for name, count in counts.items() if not name.startswith("_dlt")}
+    typer.echo(json.dumps({"path": str(target), "dataset": dataset, "rows_loaded": loaded}))
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ async def deliver(runtime: Runtime, delivery_id: uuid.UUID, token: uuid.UUID) ->
     attempted_at = datetime.now(UTC)
     headers = signing.headers(prepared.message_id, prepared.payload, prepared.secrets, attempted_at)
     outcome = await sender_of(runtime).send(prepared.url, prepared.payload, headers)
+    runtime.telemetry.metrics.record_webhook_attempt(outcome.succeeded, outcome.status_code)
     if outcome.succeeded:
         async with _driver(runtime) as driver:
             await driver.execute(_RECORD_SUCCESS, delivery_id, token, attempted_at, outcome.status_code,

@@ -69,6 +69,15 @@ class Metrics:
         self.memory_facts = Counter("cortex_memory_facts", "Extracted facts by what storing them did",
                                     ["action"], registry=r)
 
+        # Webhook delivery attempts (the job worker's), by how the receiver answered: a fixed list.
+        self.webhook_attempts = Counter("cortex_webhook_attempts", "Webhook delivery attempts by outcome",
+                                        ["outcome"], registry=r)
+
+    def record_webhook_attempt(self, succeeded: bool, status_code: int | None) -> None:
+        """`delivered` (2xx), `http_error` (any other answer) or `network_error` (no answer)."""
+        outcome = "delivered" if succeeded else ("http_error" if status_code is not None else "network_error")
+        self.webhook_attempts.labels(outcome=outcome).inc()
+
     def record_ingested_chunks(self, count: int, embedding_model: str) -> None:
         """Called by knowledge ingestion once a source's chunks are stored."""
         if count > 0:
