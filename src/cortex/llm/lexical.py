@@ -173,8 +173,11 @@ def word_forms(word: str) -> frozenset[str]:
     if word in STOP_WORDS:
         return frozenset()
     candidates = _candidates(word)
-    forms = _arabic_forms(word) if _ARABIC_LETTER.match(word) else candidates
     concepts = {c for form in candidates | {word} for c in _WORD_CONCEPTS.get(form, ())}
+    if not concepts and _ARABIC_LETTER.match(word) and len(word) <= 5 and word[0] in "وفبلك" \
+            and word[1:] in STOP_WORDS:  # a function word with a proclitic: لفين, وكمان
+        return frozenset()
+    forms = _arabic_forms(word) if _ARABIC_LETTER.match(word) else candidates
     return frozenset(forms | concepts)
 
 
@@ -276,12 +279,15 @@ class LexicalIndex:
         n = len(self.documents)
         return math.log(1 + (n - holders + 0.5) / (holders + 0.5))
 
-    def coverage(self, query: str, field_weights: Sequence[float], stem_weight: float = 1.0) -> list[float]:
+    def coverage(self, query: str, field_weights: Sequence[float], stem_weight: float = 1.0,
+                 synonym_weight: float | None = None, unknown_weight: float = 1.0) -> list[float]:
         """Per document, the share of the query's information (idf mass of its content words) found in
         it, each word counted in the best-weighted field that holds one of its forms (with the idf of the
-        word itself where the field holds it, else the stems' idf times `stem_weight`). A word no document
-        holds counts fully against every document: a question about something the FAQs never mention
-        does not match an FAQ for sharing its filler words."""
+        word itself where the field holds it, else the stems' idf times `stem_weight`, or times
+        `synonym_weight` where only a concept of the word's is there). A word no document holds counts
+        against every document (its idf times `unknown_weight`): a question about something the FAQs
+        never mention does not match an FAQ for sharing its filler words."""
+        synonym_weight = stem_weight if synonym_weight is None else synonym_weight
         scores = [0.0] * len(self.documents)
         total = 0.0
         seen: set[str] = set()
@@ -299,17 +305,25 @@ class LexicalIndex:
             for form in forms:
                 holders |= self.postings.get(form, set())
             if not holders:
-                total += self.idf(0)
+                total += self.idf(0) * unknown_weight
                 continue
             exact_weight = self.idf(len(exact)) if exact else 0.0
-            stem_only_weight = self.idf(len(holders)) * stem_weight
-            total += max(exact_weight, self.idf(len(holders)))
+            shared = self.idf(len(holders))
+            stems = {f for f in forms if not f.startswith("~")}
+            total += max(exact_weight, shared)
             for i in holders:
-                doc = self.documents[i]
-                scores[i] += max(
-                    field_weight * (exact_weight if word in field_forms else stem_only_weight)
-                    for field_weight, field_forms in zip(field_weights, doc.forms, strict=False)
-                    if forms & field_forms)
+                best = 0.0
+                for field_weight, field_forms in zip(field_weights, self.documents[i].forms, strict=False):
+                    if word in field_forms:
+                        weight = exact_weight
+                    elif stems & field_forms:
+                        weight = shared * stem_weight
+                    elif forms & field_forms:
+                        weight = shared * synonym_weight
+                    else:
+                        continue
+                    best = max(best, field_weight * weight)
+                scores[i] += best
         return [s / total for s in scores] if total > 0 else scores
 
 
