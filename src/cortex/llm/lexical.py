@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 
 import snowballstemmer
 
@@ -174,7 +175,7 @@ def word_forms(word: str) -> frozenset[str]:
         return frozenset()
     candidates = _candidates(word)
     concepts = {c for form in candidates | {word} for c in _WORD_CONCEPTS.get(form, ())}
-    if not concepts and _ARABIC_LETTER.match(word) and len(word) <= 5 and word[0] in "وفبلك" \
+    if not concepts and _ARABIC_LETTER.match(word) and 4 <= len(word) <= 5 and word[0] in "وفبلك" \
             and word[1:] in STOP_WORDS:  # a function word with a proclitic: لفين, وكمان
         return frozenset()
     forms = _arabic_forms(word) if _ARABIC_LETTER.match(word) else candidates
@@ -242,6 +243,35 @@ def _candidate_phrases(token: str) -> list[tuple[str, ...]]:
     return sorted({p for head in heads for p in _PHRASE_FIRST.get(head, ())}, key=len, reverse=True)
 
 
+# Loanwords written in Arabic letters ("أبل باي", "راوتر") against the Latin original in an Arabic FAQ
+# ("نقبل ... وApple Pay"): both read as a rough consonant key, vowels and vowel letters dropped, letters
+# that sound alike (p / b, v / f, c / k / q, s / z) made one.
+_LATIN_DIGRAPHS = (("sh", "S"), ("ch", "S"), ("ph", "f"), ("th", "t"), ("ck", "k"), ("kh", "k"), ("gh", "g"))
+_SOUND = str.maketrans({
+    **dict.fromkeys("aeiouyhw", ""), "p": "b", "v": "f", "c": "k", "q": "k", "z": "s", "j": "g", "x": "ks",
+    **dict.fromkeys("اويءهعح", ""), "ب": "b", "پ": "b", "ت": "t", "ث": "t", "ط": "t", "د": "d", "ذ": "d",
+    "ض": "d", "ظ": "s", "س": "s", "ص": "s", "ز": "s", "ش": "S", "ك": "k", "ق": "k", "خ": "k", "ج": "g",
+    "غ": "g", "ف": "f", "ڤ": "f", "ل": "l", "م": "m", "ن": "n", "ر": "r",
+})
+
+
+def sound_key(word: str) -> str:
+    """A word's consonants as they sound, in one alphabet for Latin and Arabic script; digits and
+    other characters are dropped, and a run of one consonant is one."""
+    for digraph, sound in _LATIN_DIGRAPHS:
+        word = word.replace(digraph, sound)
+    key = "".join(ch for ch in word.translate(_SOUND) if ch.isascii() and ch.isalpha())
+    return "".join(ch for i, ch in enumerate(key) if i == 0 or ch != key[i - 1])
+
+
+def _loanword_forms(text: str) -> set[str]:
+    """The sound keys of a text's Latin words and adjacent pairs of them, of at least three consonants
+    (fewer collide)."""
+    singles = [sound_key(w) for w in words(text) if not _ARABIC_LETTER.match(w)]
+    keys = {k for k in singles if len(k) >= 3} | {a + b for a, b in pairwise(singles) if len(a + b) >= 3}
+    return {"#" + k for k in keys}
+
+
 @dataclass(frozen=True)
 class Document:
     """One matchable entry: the forms of the words of each of its fields (an FAQ has a question and an
@@ -251,8 +281,10 @@ class Document:
 
     @classmethod
     def of(cls, *texts: str) -> Document:
-        return cls(tuple(frozenset(f for w in terms(t, keep_phrase_words=True) for f in _forms(w))
-                         for t in texts))
+        # Loanwords only in a document mostly in another script, where a customer writes them in it too.
+        foreign = not mostly_latin(" ".join(texts))
+        return cls(tuple(frozenset({f for w in terms(t, keep_phrase_words=True) for f in _forms(w)}
+                                   | (_loanword_forms(t) if foreign else set())) for t in texts))
 
 
 def _forms(term: str) -> frozenset[str]:
@@ -265,6 +297,7 @@ class LexicalIndex:
 
     documents: Sequence[Document]
     postings: dict[str, set[int]] = field(default_factory=dict)
+    loanwords: bool = False  # whether any document holds a loanword's sound key
 
     @classmethod
     def build(cls, documents: Sequence[Document]) -> LexicalIndex:
@@ -273,7 +306,35 @@ class LexicalIndex:
             for forms in doc.forms:
                 for form in forms:
                     postings[form].add(i)
-        return cls(documents, dict(postings))
+        return cls(documents, dict(postings), any(form.startswith("#") for form in postings))
+
+    def _held(self, forms: frozenset[str]) -> bool:
+        return any(f in self.postings for f in forms)
+
+    def _units(self, query: str) -> list[tuple[str, frozenset[str]]]:
+        """The query's terms with their forms; an Arabic word no document holds is tried as a loanword
+        (its sound key, or that of it and the next such word: "أبل باي" for "Apple Pay")."""
+        units = [(t, _forms(t)) for t in terms(query)]
+        if not self.loanwords:
+            return units
+        unknown = [bool(f) and bool(_ARABIC_LETTER.match(t)) and not self._held(f) for t, f in units]
+        found: list[tuple[str, frozenset[str]]] = []
+        i = 0
+        while i < len(units):
+            term, forms = units[i]
+            if unknown[i]:
+                key = sound_key(term)
+                if i + 1 < len(units) and unknown[i + 1]:
+                    pair = "#" + key + sound_key(units[i + 1][0])
+                    if pair in self.postings:
+                        found.append((term + " " + units[i + 1][0], frozenset({pair})))
+                        i += 2
+                        continue
+                if len(key) >= 3 and "#" + key in self.postings:
+                    forms = frozenset({"#" + key})
+            found.append((term, forms))
+            i += 1
+        return found
 
     def idf(self, holders: int) -> float:
         n = len(self.documents)
@@ -291,13 +352,10 @@ class LexicalIndex:
         scores = [0.0] * len(self.documents)
         total = 0.0
         seen: set[str] = set()
-        for word in terms(query):
-            if word in seen:
+        for word, forms in self._units(query):
+            if word in seen or not forms:
                 continue
             seen.add(word)
-            forms = _forms(word)
-            if not forms:
-                continue
             # The word as written (or a form of it, "callers") is rarer evidence than a stem ("call"):
             # documents holding it get its own idf, documents holding only a stem the stems' idf.
             exact = self.postings.get(word, set())
