@@ -3,9 +3,13 @@
 What PostgreSQL's `simple` configuration does (lower-case words, no dictionary), plus what Arabic needs
 to match at all: diacritics and tatweel dropped, the alef/hamza forms, taa marbuta/haa and alef
 maqsura/yaa folded, Eastern Arabic digits read as digits, and each word also tried without its
-conjunction, article, preposition or a common suffix (light stemming, in the manner of Larkey's
-light10). English words are also tried without a plural or verb ending. A word matches a document
-when any of its forms is among the document's forms, so a stem never has to be exactly right.
+conjunction, article, preposition, verb prefix, participle prefix, Egyptian negation or a common
+suffix, and as its skeleton without inner long vowels (light stemming, in the manner of Larkey's
+light10). English words are also tried without a plural or verb ending and as their Porter2 stem
+(Snowball). A word matches a document when any of its forms is among the document's forms, so a stem
+never has to be exactly right. Words and phrases of one concept (`cortex.llm.synonyms`) match each
+other at a lower weight, and an Arabic word no document holds is tried as a loanword against the Latin
+words of documents written in Arabic (`sound_key`).
 
 An FAQ set is small (5 to a few thousand entries), so the index lives in memory, built once per agent
 configuration.

@@ -6,7 +6,8 @@ matches closely enough, else an honest "I don't know" in the agent's language (`
 whatever the language of the question).
 
 An FAQ is matched on its question and its answer, two ways: by words (`cortex.llm.lexical`: the share
-of the question's information found in the FAQ, language-neutral, Arabic normalised) and by meaning
+of the question's information found in the FAQ, language-neutral, Arabic normalised and stemmed, English
+stemmed, synonyms of `cortex.llm.synonyms` and loanwords in Arabic letters matched) and by meaning
 (MiniLM cosine, the embedder the rest of the pipeline uses). The two are fused into one score. MiniLM
 was trained on English and reads only Latin script, so for a question in another script, and against
 an FAQ in another script, only the words count. Knowledge passages are scored the same way, with the
