@@ -7,7 +7,10 @@ English) and a telecom support agent with 50 FAQs, 35 in English and 15 of them 
 (bench/data/offline_telecom_faqs.json, dialect Egyptian Arabic). Questions (bench/data/
 offline_questions.json, written before any tuning): paraphrases, keyword questions, Egyptian and
 Modern Standard Arabic, and questions no FAQ answers. Split by a hash of the question: dev (tuned on)
-and held-out (>= 40%, never looked at case by case while tuning); both are reported.
+and held-out (>= 40%, never looked at case by case while tuning); both are reported. The targets are
+on these questions alone. `extra_dev` (bench/data/offline_questions_extra_dev.json) is reported
+apart: questions written later, while tuning, to see whether changes generalise beyond the dev split;
+they are dev questions, not blind, and count in no target.
 
 A reply is right when it is the expected FAQ's answer (for an unanswerable question: "I don't know" in
 the agent's language), wrong when it is any other answer, and "I don't know" otherwise. Latency: the
@@ -68,6 +71,7 @@ class Bench:
     agents: dict[str, AgentConfig]
     answer_keys: dict[str, dict[str, str]]  # agent → FAQ answer → key
     questions: list[Question]
+    extra_dev: list[Question]
 
 
 def split_of(agent: str, text: str) -> str:
@@ -93,7 +97,9 @@ def load() -> Bench:
                    "telecom": {f["answer"]: f["key"] for f in telecom["faqs"]}}
     raw = json.loads((DATA / "offline_questions.json").read_text())["questions"]
     questions = [Question(q["agent"], q["q"], q["expect"], split_of(q["agent"], q["q"])) for q in raw]
-    return Bench(agents, answer_keys, questions)
+    extra = json.loads((DATA / "offline_questions_extra_dev.json").read_text())["questions"]
+    extra_dev = [Question(q["agent"], q["q"], q["expect"], "extra_dev") for q in extra]
+    return Bench(agents, answer_keys, questions, extra_dev)
 
 
 def verdict(bench: Bench, question: Question, reply: str) -> str:
@@ -108,7 +114,8 @@ def verdict(bench: Bench, question: Question, reply: str) -> str:
 
 
 def tally(bench: Bench, replies: dict[Question, str], split: str | None) -> dict[str, Any]:
-    chosen = [q for q in bench.questions if split is None or q.split == split]
+    chosen = bench.extra_dev if split == "extra_dev" else \
+        [q for q in bench.questions if split is None or q.split == split]
     answerable = [q for q in chosen if q.expect is not None]
     unanswerable = [q for q in chosen if q.expect is None]
 
@@ -171,6 +178,9 @@ async def measure_responders(bench: Bench, embedder: Embedder) -> dict[str, Any]
         again_ms.append((time.perf_counter() - started) * 1000)
         assert again == ours[question]
         theirs[question] = await baseline(agent, question.text)
+    for question in bench.extra_dev:  # not timed: the latency figures are the benchmark's questions'
+        ours[question] = await responder.answer(bench.agents[question.agent], question.text, [])
+        theirs[question] = await baseline(bench.agents[question.agent], question.text)
     return {"ours": ours, "baseline": theirs, "first_ms": first_ms, "again_ms": again_ms}
 
 
@@ -235,10 +245,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     measured = asyncio.run(measure_responders(bench, embedder))
     embedder.close()
     if args.show_dev_misses:
-        for question in bench.questions:
-            if question.split == "dev" and verdict(bench, question, measured["ours"][question]) != "right":
-                got = bench.answer_keys[question.agent].get(measured["ours"][question], "dont_know")
-                log(f"dev miss [{question.agent}] {question.text!r}: expected {question.expect}, got {got}")
+        for question in [*bench.questions, *bench.extra_dev]:
+            reply = measured["ours"][question]
+            if question.split in ("dev", "extra_dev") and verdict(bench, question, reply) != "right":
+                got = bench.answer_keys[question.agent].get(reply, "dont_know")
+                log(f"{question.split} miss [{question.agent}] {question.text!r}: expected {question.expect}, "
+                    f"got {got}")
     result: dict[str, Any] = {
         "benchmark": "offline_answers",
         "baseline": f"MiniLM cosine, question to FAQ question only, answered at >= {BASELINE_THRESHOLD} "
@@ -254,7 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in ("ours", "baseline"):
         result[name if name == "baseline" else "offline_responder"] = {
-            split or "all": tally(bench, measured[name], split) for split in ("dev", "held_out", None)}
+            split or "all": tally(bench, measured[name], split) for split in ("dev", "held_out", None, "extra_dev")}
     result["offline_answer_ms"] = {
         "first_call": {"p50": percentile(measured["first_ms"], 50), "p95": percentile(measured["first_ms"], 95)},
         "query_embedding_cached": {"p50": percentile(measured["again_ms"], 50),

@@ -16,7 +16,7 @@ from cortex.agents.schemas import AgentConfig
 from cortex.db.models import Agent
 from cortex.demo.seed import DEMO_AGENT, DEMO_FAQS, seed_demo
 from cortex.kit.runtime import Runtime
-from cortex.llm.lexical import Document, LexicalIndex, normalise, word_forms, words
+from cortex.llm.lexical import Document, LexicalIndex, normalise, sound_key, word_forms, words
 from cortex.llm.offline import DONT_KNOW, dont_know
 from cortex.pipeline.ports import KNOWLEDGE, KnowledgePort
 from tests.knowledge.test_ingestion import ingest_file, make_source, upload
@@ -154,3 +154,49 @@ def test_word_coverage_counts_words_no_faq_holds_against_every_faq() -> None:
 def test_dont_know_reads_language_tags(language: str, expected: str) -> None:
     assert dont_know(language) == DONT_KNOW[expected]
 
+
+
+async def test_an_egyptian_question_naming_a_brand_in_arabic_letters_gets_the_arabic_answer(
+        client: httpx.AsyncClient, demo: tuple[Tenant, str]) -> None:
+    # "أبل باي" is Apple Pay in Arabic letters; the Arabic payment FAQ writes it in Latin ones.
+    payment_ar = DEMO_FAQS[9]
+    assert "Apple Pay" in payment_ar.answer
+    assert await _reply(client, *demo, "بتقبلوا أبل باي؟") == payment_ar.answer
+    # Egyptian "is it possible" carries no topic: the question is about paying by Visa.
+    assert await _reply(client, *demo, "ينفع أدفع بالفيزا؟") == payment_ar.answer
+
+
+def _best(index: LexicalIndex, question: str) -> list[float]:
+    return index.coverage(question, (1.0, 0.7), 0.8)
+
+
+def test_words_customers_use_for_the_same_thing_match_through_a_concept() -> None:
+    index = LexicalIndex.build([Document.of("How do I recharge my line?", "Buy a scratch card and dial it."),
+                                Document.of("How do I cancel my line?", "Visit a store with your ID."),
+                                Document.of("إزاي أشحن الخط؟", "اشتري كارت شحن.")])
+    top_up, terminate = _best(index, "top up"), _best(index, "I want to terminate my line")
+    assert top_up[0] > 0.5 and top_up[1] == top_up[2] == 0  # a phrase, read as one concept
+    assert terminate[1] > terminate[0] and terminate[2] == 0
+    assert "~cancel" in word_forms("terminate") and "~cancel:ar" in word_forms("الغاء")
+    # Concepts are kept apart per script: an Arabic word never reaches the English FAQ through one.
+    assert _best(index, "اشحن")[0] == 0 and _best(index, "اشحن")[2] > 0
+    # A stem of Snowball's English stemmer folds derivations the light one leaves apart.
+    assert word_forms("activation") & word_forms("activate")
+
+
+def test_arabic_participles_negation_and_doubled_roots_reach_the_stem() -> None:
+    assert word_forms("مسافر") & word_forms("السفر")  # the participle's م: traveller / travel
+    assert word_forms(words("أسترد")[0]) & word_forms("الاسترداد")  # a doubled root
+    assert word_forms("مبيشتغلش") & word_forms("بتشتغل")  # Egyptian negation ما...ش around the verb
+    # A function word with a proclitic ("to where") says nothing about the topic.
+    assert word_forms("لفين") == set() and word_forms("فين") == set()
+
+
+def test_a_loanword_in_arabic_letters_matches_its_latin_original_only_in_an_arabic_faq() -> None:
+    assert sound_key("Apple".casefold()) == sound_key("ابل") and sound_key("router") == sound_key("راوتر")
+    index = LexicalIndex.build([Document.of("ما هي طرق الدفع المتاحة؟", "نقبل فيزا وApple Pay."),
+                                Document.of("Which payment methods do you accept?", "Visa and Apple Pay.")])
+    scores = _best(index, "أبل باي؟")
+    assert scores[0] > 0.5 and scores[1] == 0  # found in the answer, through a stem-like key
+    # Without a Latin original in an Arabic FAQ, an unknown Arabic word stays unknown.
+    assert _best(index, "راوتر") == [0.0, 0.0]

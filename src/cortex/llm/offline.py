@@ -6,7 +6,8 @@ matches closely enough, else an honest "I don't know" in the agent's language (`
 whatever the language of the question).
 
 An FAQ is matched on its question and its answer, two ways: by words (`cortex.llm.lexical`: the share
-of the question's information found in the FAQ, language-neutral, Arabic normalised) and by meaning
+of the question's information found in the FAQ, language-neutral, Arabic normalised and stemmed, English
+stemmed, synonyms of `cortex.llm.synonyms` and loanwords in Arabic letters matched) and by meaning
 (MiniLM cosine, the embedder the rest of the pipeline uses). The two are fused into one score. MiniLM
 was trained on English and reads only Latin script, so for a question in another script, and against
 an FAQ in another script, only the words count. Knowledge passages are scored the same way, with the
@@ -63,8 +64,12 @@ class OfflineTuning:
     dense_ceiling: float = 0.75
     # A word of the question found only in an FAQ's answer counts this much (in its question: 1).
     answer_word_weight: float = 0.7
-    # A word matched only through a stem counts this much (the word as written: 1).
+    # A word matched only through a stem counts this much (the word as written: 1), and one matched only
+    # through a concept of cortex.llm.synonyms this much.
     stem_weight: float = 0.8
+    synonym_weight: float = 0.8
+    # A word no FAQ holds counts this much of its information against every FAQ.
+    unknown_word_weight: float = 1.0
     # Fused score an FAQ needs; the word score alone for a question MiniLM cannot read.
     faq_threshold: float = 0.25
     faq_words_only_threshold: float = 0.4
@@ -169,7 +174,8 @@ class OfflineResponder:
         if not chunks:
             return None
         t = self.tuning
-        words = LexicalIndex.build([Document.of(c.text) for c in chunks]).coverage(message, (1.0,), t.stem_weight)
+        words = LexicalIndex.build([Document.of(c.text) for c in chunks]).coverage(
+            message, (1.0,), t.stem_weight, t.synonym_weight, t.unknown_word_weight)
         best: Match | None = None
         for i, chunk in enumerate(chunks):
             cosine = chunk.similarity if latin and chunk.similarity is not None else None
