@@ -46,6 +46,8 @@ from cortex.openai_api.endpoints import openai_router
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import KNOWLEDGE, MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
+from cortex.portal import knowledge_pages
+from cortex.portal.site import mount_portal
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ ROUTERS = [
 ]
 
 # Routes that take a multipart file: their bodies may be as large as CORTEX_INGEST_MAX_FILE_BYTES.
-UPLOAD_PATHS = ("/v1/knowledge/sources/{source_id}/files",)
+UPLOAD_PATHS = ("/v1/knowledge/sources/{source_id}/files", knowledge_pages.UPLOAD_PATH)
 
 
 async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -166,4 +168,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(ObservabilityMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    mount_portal(app)
     return app
