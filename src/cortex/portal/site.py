@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import RedirectResponse, Response
 
-from cortex.kit.errors import CortexError
+from cortex.kit.errors import CortexError, InvalidInput
 from cortex.portal import agent_pages, auth_pages, conversation_pages, key_pages, knowledge_pages, overview_pages
 from cortex.portal.rendering import HERE, page
 from cortex.portal.web_session import PREFIX, CsrfRefused, LoginRequired, clear_session_cookie, login_url
@@ -68,14 +70,30 @@ def mount_portal(app: FastAPI) -> None:
                     message="This request did not carry the page's security token (CSRF). Reload the page and "
                             "try again.")
 
-    api_handler = app.exception_handlers[CortexError]
+    for error_type in (CortexError, InvalidInput, RequestValidationError):
+        app.exception_handlers[error_type] = _as_page(app.exception_handlers[error_type])
 
-    async def _cortex_error(request: Request, exc: Exception) -> Response:
-        # A portal page answers a browser with a page; the API keeps its JSON errors.
-        if isinstance(exc, CortexError) and _is_page(request) and not request.headers.get("hx-request"):
-            return page(request, "error.html", None, status_code=exc.status_code, title="Not possible",
-                        message=str(exc.detail))
+
+def _problem(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, InvalidInput):
+        return exc.status_code, f"{exc.field}: {exc.detail}" if exc.field else str(exc.detail)
+    if isinstance(exc, CortexError):
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:])
+        return 422, f"{where}: {first.get('msg', 'invalid input')}" if where else str(first.get("msg", "invalid"))
+    return 500, "internal error"
+
+
+def _as_page(api_handler: Callable[..., Any]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A portal page answers a browser with a page; the API (and htmx fragments) keep their JSON errors."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if _is_page(request) and not request.headers.get("hx-request"):
+            status_code, message = _problem(exc)
+            return page(request, "error.html", None, status_code=status_code, title="Not possible", message=message)
         answered = api_handler(request, exc)
         return await answered if inspect.isawaitable(answered) else answered
 
-    app.exception_handlers[CortexError] = _cortex_error
+    return handler
