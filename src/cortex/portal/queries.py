@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from cortex.db.models import Agent, ApiKey, Conversation, MemoryFact, Message
 from cortex.kit.errors import NotFound
@@ -89,6 +90,13 @@ async def overview(session: AsyncSession, company_id: uuid.UUID, now: datetime, 
                     days=series)
 
 
+async def newest_message_at(session: AsyncSession, company_id: uuid.UUID) -> datetime | None:
+    """The company's newest message (ix_messages_company_created answers it from the index's end)."""
+    newest: datetime | None = await session.scalar(select(func.max(Message.created_at))
+                                                   .where(Message.company_id == company_id))
+    return newest
+
+
 # --- conversations ----------------------------------------------------------------------------------
 
 
@@ -160,8 +168,9 @@ def _filtered(company_id: uuid.UUID, filters: ConversationFilter) -> Select[Any]
     return statement
 
 
-def _row_columns(company_id: uuid.UUID) -> list[Any]:
-    c, m = Conversation, Message
+def _row_columns(company_id: uuid.UUID, c: Any) -> list[Any]:
+    """Per-conversation figures, computed only for the rows of the page (`c`: the page's conversations)."""
+    m = Message
     same = and_(m.company_id == company_id, m.conversation_id == c.id)
     return [
         select(Agent.name).where(Agent.id == c.agent_id, Agent.company_id == company_id).scalar_subquery(),
@@ -181,9 +190,15 @@ def _to_row(conversation: Conversation, agent_name: str | None, messages: int, f
 
 async def list_conversations(session: AsyncSession, company_id: uuid.UUID, filters: ConversationFilter,
                              page: int, page_size: int) -> tuple[list[ConversationRow], bool]:
-    """One page, newest activity first, and whether another page follows."""
-    base = _filtered(company_id, filters).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-    statement = base.add_columns(*_row_columns(company_id)).limit(page_size + 1).offset((page - 1) * page_size)
+    """One page, newest activity first, and whether another page follows.
+
+    The page's ids are chosen first, and the per-conversation figures computed for those alone:
+    PostgreSQL would otherwise compute them for every row that OFFSET skips too."""
+    order = (Conversation.updated_at.desc(), Conversation.id.desc())
+    chosen = _filtered(company_id, filters).order_by(*order).limit(page_size + 1) \
+        .offset((page - 1) * page_size).subquery()
+    c = aliased(Conversation, chosen)
+    statement = select(c, *_row_columns(company_id, c)).order_by(c.updated_at.desc(), c.id.desc())
     rows = [_to_row(*row) for row in (await session.execute(statement)).all()]
     return rows[:page_size], len(rows) > page_size
 
@@ -195,7 +210,7 @@ async def stream_conversations(session: AsyncSession, company_id: uuid.UUID,
                                filters: ConversationFilter) -> AsyncIterator[ConversationRow]:
     """The whole filtered set for an export, read in batches rather than held in memory at once."""
     statement = (_filtered(company_id, filters).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-                 .add_columns(*_row_columns(company_id)).limit(EXPORT_LIMIT)
+                 .add_columns(*_row_columns(company_id, Conversation)).limit(EXPORT_LIMIT)
                  .execution_options(yield_per=500))
     result = await session.stream(statement)
     async for row in result:
