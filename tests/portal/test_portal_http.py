@@ -176,3 +176,48 @@ async def test_the_prompt_template_is_checked_as_it_is_typed(client: httpx.Async
                                                           "csrf_token": token})
     assert saved.status_code == 422 and "unknown variable &#39;secret&#39;" in saved.text
     assert "Broken" not in (await client.get("/portal/agents")).text
+
+
+async def test_a_customer_s_facts_show_with_history_and_forgetting_needs_the_typed_id(
+        client: httpx.AsyncClient, runtime: Runtime, tenant: Tenant, other_tenant: Tenant, llm: ScriptedLLM) -> None:
+    from cortex.db.models import Conversation, MemoryAuditRecord
+
+    agent = await create_agent(client, tenant)
+    customer = f"leaving-{uuid.uuid4().hex[:6]}"
+    assert (await chat(client, tenant, agent["id"], "Hello there", customer_id=customer)).status_code == 200
+    for city in ("Cairo", "Amman"):
+        saved = await client.post(f"/v1/memory/{customer}/save", headers=tenant.headers, json={
+            "company_id": str(tenant.company_id), "fact": f"Lives in {city}.", "subject": "home_city", "value": city})
+        assert saved.status_code == 200, saved.text
+
+    token = await log_in(client, tenant)
+    profile = await client.get(f"/portal/customers/{customer}")
+    assert profile.status_code == 200
+    live, _, history = profile.text.partition('id="facts-history"')
+    assert "Lives in Amman." in live and "Lives in Cairo." in history
+
+    refused = await client.post(f"/portal/customers/{customer}/forget", data={"confirm": "yes", "csrf_token": token})
+    assert refused.status_code == 422 and "type the customer id" in refused.text
+    async with runtime.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Conversation).where(
+            Conversation.company_id == tenant.company_id, Conversation.customer_id == customer)) == 1
+
+    # Another company's user cannot forget this company's customer (it forgets nothing of theirs).
+    other = httpx.AsyncClient(transport=client._transport, base_url="http://cortex.test")
+    async with other:
+        other_token = await log_in(other, other_tenant)
+        assert (await other.post(f"/portal/customers/{customer}/forget",
+                                 data={"confirm": customer, "csrf_token": other_token})).status_code == 303
+    assert "Lives in Amman." in (await client.get(f"/portal/customers/{customer}")).text
+
+    forgotten = await client.post(f"/portal/customers/{customer}/forget",
+                                  data={"confirm": customer, "csrf_token": token})
+    assert forgotten.status_code == 303
+    page = await client.get(f"/portal/customers/{customer}")
+    assert "Lives in" not in page.text
+    async with runtime.database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Conversation).where(
+            Conversation.company_id == tenant.company_id, Conversation.customer_id == customer)) == 0
+        actors = (await session.scalars(select(MemoryAuditRecord.actor_name).where(
+            MemoryAuditRecord.company_id == tenant.company_id))).all()
+    assert actors == [f"portal:{tenant.user_email}"]

@@ -264,6 +264,17 @@ async def agent_names(session: AsyncSession, company_id: uuid.UUID) -> list[tupl
     return [(agent_id, name) for agent_id, name in rows.all()]
 
 
+# --- customers --------------------------------------------------------------------------------------
+
+
+async def customer_facts(session: AsyncSession, company_id: uuid.UUID, customer_id: str,
+                         limit: int = 200) -> list[MemoryFact]:
+    """The customer's facts, live and superseded, newest first."""
+    return list((await session.scalars(
+        select(MemoryFact).where(MemoryFact.company_id == company_id, MemoryFact.customer_id == customer_id)
+        .order_by(MemoryFact.created_at.desc(), MemoryFact.id).limit(limit))).all())
+
+
 # --- API keys ---------------------------------------------------------------------------------------
 
 

@@ -13,12 +13,20 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import RedirectResponse, Response
 
 from cortex.kit.errors import CortexError, InvalidInput
-from cortex.portal import agent_pages, auth_pages, conversation_pages, key_pages, knowledge_pages, overview_pages
+from cortex.portal import (
+    agent_pages,
+    auth_pages,
+    conversation_pages,
+    customer_pages,
+    key_pages,
+    knowledge_pages,
+    overview_pages,
+)
 from cortex.portal.rendering import HERE, page
 from cortex.portal.web_session import PREFIX, CsrfRefused, LoginRequired, clear_session_cookie, login_url
 
 ROUTERS = [auth_pages.router, overview_pages.router, conversation_pages.router, agent_pages.router,
-           knowledge_pages.router, key_pages.router]
+           knowledge_pages.router, customer_pages.router, key_pages.router]
 
 # Scripts and styles from this origin only: the pages carry no inline script, so an injected one
 # would not run. uPlot and htmx set style attributes, hence 'unsafe-inline' for styles alone.
