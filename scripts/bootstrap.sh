@@ -18,3 +18,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ./clients/python
   echo "$want" > "$stamp"
 fi
+# The portal's browser tests drive Debian's Chromium (Playwright's own browser download cannot run
+# here). Installed when missing and apt-get can; the tests skip without it, or fail under CI=true.
+if [ ! -x /usr/bin/chromium ] && [ "${CORTEX_SKIP_CHROMIUM:-}" != "1" ] && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo -n"; fi
+  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+    || echo "bootstrap: could not install chromium; the browser tests will skip (fail under CI=true)" >&2
+fi

@@ -50,6 +50,8 @@ from cortex.pipeline import post_actions
 from cortex.pipeline.endpoints import chat_router
 from cortex.pipeline.ports import KNOWLEDGE, MEMORY, PIPELINE, SEMANTIC_CACHE
 from cortex.pipeline.runner import ChatPipeline
+from cortex.portal import knowledge_pages
+from cortex.portal.site import mount_portal
 from cortex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ ROUTERS = [
 ]
 
 # Routes that take a multipart file: their bodies may be as large as CORTEX_INGEST_MAX_FILE_BYTES.
-UPLOAD_PATHS = ("/v1/knowledge/sources/{source_id}/files",)
+UPLOAD_PATHS = ("/v1/knowledge/sources/{source_id}/files", knowledge_pages.UPLOAD_PATH)
 
 
 async def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -180,4 +182,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(router)
     api_docs.install(app)
     api_contract.install(app)
+    mount_portal(app)
     return app

@@ -132,6 +132,7 @@ def _print_demo(seed: Any, host: str, port: int) -> None:
               f"\"conversation_id\":\"{conversation}\",\"customer_id\":\"demo-customer\","
               "\"message\":\"What are your opening hours?\"}'\n"
               f"Docs: {base}/docs", soft_wrap=True)
+    err.print(f"Portal: {base}/portal  (log in as {seed.email} with the password above)", soft_wrap=True)
 
 
 @app.command()

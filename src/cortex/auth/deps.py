@@ -137,16 +137,22 @@ async def _session_is_active(runtime: Runtime, claims: PortalClaims) -> bool:
     return active
 
 
-async def portal_user(request: Request, runtime: RuntimeDep) -> PortalClaims:
-    token = _bearer(request)
-    if token is None:
-        raise Unauthorized("missing bearer token")
+async def check_portal_token(runtime: Runtime, token: str) -> PortalClaims:
+    """The claims of a portal token whose session is live; the bearer header and the portal's cookie
+    both carry one."""
     claims = read_token(runtime.settings.signing_secret, token)
     if claims is None:
         raise Unauthorized("invalid or expired token")
     if not await _session_is_active(runtime, claims):
         raise Unauthorized("session ended: log in again")
     return claims
+
+
+async def portal_user(request: Request, runtime: RuntimeDep) -> PortalClaims:
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    return await check_portal_token(runtime, token)
 
 
 PortalUser = Annotated[PortalClaims, Depends(portal_user)]

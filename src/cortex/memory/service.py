@@ -118,14 +118,20 @@ async def delete_fact(session: AsyncSession, company_id: uuid.UUID, fact_id: uui
 
 async def forget_customer(session: AsyncSession, runtime: Runtime, principal: ApiPrincipal,
                           customer_id: str) -> CustomerForgotten:
-    company_id = principal.company_id
+    actor_name = await session.scalar(select(ApiKey.name).where(ApiKey.id == principal.key_id))
+    return await forget_customer_by(session, runtime, principal.company_id, customer_id,
+                                    actor_key_id=principal.key_id, actor_name=actor_name)
+
+
+async def forget_customer_by(session: AsyncSession, runtime: Runtime, company_id: uuid.UUID, customer_id: str, *,
+                             actor_key_id: uuid.UUID | None, actor_name: str | None) -> CustomerForgotten:
+    """Forgets the customer; the audit record names who asked (an API key, or a portal user by name)."""
     await repository.lock_customer(session, company_id, customer_id)
     counts = await repository.forget(session, company_id, customer_id)
     cached = await cache_port(runtime).forget_customer(company_id=company_id, customer_id=customer_id)
-    actor_name = await session.scalar(select(ApiKey.name).where(ApiKey.id == principal.key_id))
     record = MemoryAuditRecord(
         company_id=company_id, action="forget_customer", customer_ref=customer_ref(company_id, customer_id),
-        actor_key_id=principal.key_id, actor_name=actor_name,
+        actor_key_id=actor_key_id, actor_name=actor_name,
         counts={"facts": counts.facts, "messages": counts.messages, "conversations": counts.conversations,
                 "cache_entries": cached})
     session.add(record)

@@ -143,7 +143,11 @@ class ChatPipeline:
             cache_entry_id=hit.entry_id if hit else None, config_cache_hit=ctx.config_cache_hit,
             cache_checked=ctx.cache_checked,
             llm_latency_ms=round(ctx.llm_latency_ms, 3) if ctx.model_used not in ("offline", "cache") else None,
-            metadata={"notes": ctx.notes, "dropped": ctx.budget.dropped, "truncated": ctx.budget.truncated},
+            metadata={"notes": ctx.notes, "dropped": ctx.budget.dropped, "truncated": ctx.budget.truncated,
+                      # What the portal's trace shows: the citations, and the facts by id only (their text
+                      # stays in memory_facts, so forgetting a customer leaves none of it here).
+                      "citations": [c.model_dump(mode="json") for c in self._citations(ctx)],
+                      "facts_used": [str(f.id) for f in ctx.kept_facts]},
         )
 
     @staticmethod

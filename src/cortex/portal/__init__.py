@@ -1,0 +1,1 @@
+"""The portal: server-rendered pages at /portal (Jinja2 + htmx), over the same services as the API."""
