@@ -30,11 +30,12 @@ from cortex_client import (
 )
 from cortex_client import webhooks as cortex_webhooks
 
+from cortex.events.outbox import WEBHOOK_QUEUE
 from tests.client.relay import Relay, cut_after_first_event, hold, lose_answer, refuse
 from tests.events.conftest import eventually
 from tests.live_cortex import LiveCortex
 from tests.scripted_llm import Reply, ScriptedLLM
-from tests.support import Tenant, make_key
+from tests.support import Tenant, make_key, run_jobs
 from tests.webhook_target import WebhookTarget
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "python"
@@ -297,6 +298,7 @@ async def test_webhooks_verify_a_real_delivery(tenant: Tenant, live: LiveCortex,
         secret = endpoint["secret"]
         assert secret.startswith("whsec_") and "secret" not in cortex.webhooks.get(endpoint["id"])
         cortex.webhooks.test(endpoint["id"])
+        live.call(run_jobs(live.runtime, queues=(WEBHOOK_QUEUE,)))  # the live server runs no worker of its own
         await eventually(_returns(lambda: webhooks.calls), within=30)
         [call] = webhooks.calls
         event = cortex_webhooks.verify(call.body, call.headers, secret)
