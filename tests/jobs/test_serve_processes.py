@@ -78,7 +78,10 @@ async def test_a_server_killed_with_deliveries_and_extractions_queued_finishes_t
     webhooks.answer = receiver
     agent = await create_agent(client, tenant, settings={"cache": {"enabled": False}})
     llm.script = _slow_extraction(delay=2.0)
-    first = ServeProcess(runtime.settings, llm_api_base=llm.api_base, redis_url=redis_url)
+    # The embedding model loads before the worker starts (it holds the GIL for long enough on a busy
+    # machine to stop a worker's heartbeat), and a heartbeat may lag a few seconds before it counts as dead.
+    patient = {"CORTEX_PRELOAD_EMBEDDINGS": "true", "CORTEX_JOBS_STALLED_AFTER_SECONDS": "5"}
+    first = ServeProcess(runtime.settings, llm_api_base=llm.api_base, redis_url=redis_url, extra=patient)
     servers.append(first.start())
     async with httpx.AsyncClient(base_url=first.base_url, timeout=30) as http:
         for n in range(TURNS):
@@ -93,7 +96,7 @@ async def test_a_server_killed_with_deliveries_and_extractions_queued_finishes_t
     first.kill()
     receiver.released.set()
     llm.script = _slow_extraction(delay=0.0)
-    second = ServeProcess(runtime.settings, llm_api_base=llm.api_base, redis_url=redis_url)
+    second = ServeProcess(runtime.settings, llm_api_base=llm.api_base, redis_url=redis_url, extra=patient)
     servers.append(second.start())  # hands the dead server's jobs back once its heartbeat is stale
 
     async def all_delivered() -> bool:
@@ -111,8 +114,8 @@ async def test_a_server_killed_with_deliveries_and_extractions_queued_finishes_t
     async def all_extracted() -> bool:
         return len(await facts()) == TURNS
 
-    await eventually(all_delivered, within=60)
-    await eventually(all_extracted, within=60)
+    await eventually(all_delivered, within=120)
+    await eventually(all_extracted, within=120)
     async with runtime.database.session() as session:
         event_ids = (await session.scalars(select(Event.id).where(
             Event.company_id == tenant.company_id, Event.type.in_(
