@@ -185,7 +185,11 @@ class Conversation(TimestampMixin, Base):
     """The client names a conversation by `id`; each company has its own ids, so the key is both."""
 
     __tablename__ = "conversations"
-    __table_args__ = (PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),
+        # The portal's list: newest activity first, a page at a time.
+        Index("ix_conversations_company_updated", "company_id", text("updated_at DESC"), text("id DESC")),
+    )
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     # No index of its own: the primary key leads with it.
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
@@ -200,6 +204,8 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
         Index("ix_messages_company_created", "company_id", "created_at"),
+        Index("ix_messages_company_failed", "company_id", "conversation_id",
+              postgresql_where=text("status = 'failed'")),
         ForeignKeyConstraint(["company_id", "conversation_id"], ["conversations.company_id", "conversations.id"],
                              ondelete="CASCADE", name="messages_conversation_fkey"),
     )
