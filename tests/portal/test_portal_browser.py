@@ -169,6 +169,14 @@ def test_a_support_day_from_login_to_revoked_key(open_page: Any, live: LiveCorte
     conversation_url = page.url
     page.screenshot(path=shots / "07-conversation.png", full_page=True)
 
+    # The customer's page, reached from the lookup form.
+    page.get_by_role("link", name="Customers").click()
+    page.get_by_label("Customer id").fill("playground")
+    page.get_by_role("button", name="Open").click()
+    assert page.locator("h1").inner_text() == "Customer playground"
+    assert page.get_by_label("Type the customer id").is_visible()
+    page.screenshot(path=shots / "10-customer.png", full_page=True)
+
     # The overview counts it, with the same numbers as /v1/metrics/dashboard.
     page.get_by_role("link", name="Overview").click()
     board = httpx.get(f"{live.base_url}/v1/metrics/dashboard?days=30",

@@ -185,8 +185,11 @@ class Conversation(TimestampMixin, Base):
     """The client names a conversation by `id`; each company has its own ids, so the key is both."""
 
     __tablename__ = "conversations"
-    __table_args__ = (PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),
-                      Index("ix_conversations_company_updated", "company_id", "updated_at"))
+    __table_args__ = (
+        PrimaryKeyConstraint("company_id", "id", name="conversations_pkey"),
+        # The portal's list: newest activity first, a page at a time.
+        Index("ix_conversations_company_updated", "company_id", text("updated_at DESC"), text("id DESC")),
+    )
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     # No index of its own: the primary key leads with it.
     company_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
@@ -204,6 +207,8 @@ class Message(Base):
         # The sweep of messages left pending (cortex.conversations.pending): only those rows.
         Index("ix_messages_pending", "created_at", postgresql_where=text("status = 'pending'")),
         Index("ix_messages_company_updated", "company_id", "updated_at"),
+        Index("ix_messages_company_failed", "company_id", "conversation_id",
+              postgresql_where=text("status = 'failed'")),
         ForeignKeyConstraint(["company_id", "conversation_id"], ["conversations.company_id", "conversations.id"],
                              ondelete="CASCADE", name="messages_conversation_fkey"),
     )
