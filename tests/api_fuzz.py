@@ -6,7 +6,8 @@ its own API with two companies: agents, an action, a knowledge source with an in
 customers, a fact, a conversation and spare API keys. Schemathesis then runs every operation with the
 API key, and the portal operations with a portal session, drawing path and body ids from those seeded
 values half of the time (the other half stays random, so unknown and foreign ids are fuzzed too). Any
-5xx fails the run.
+5xx fails the run, and so does any response (errors included) whose body does not match the schema the
+document declares for its status (`response_schema_conformance`).
 
 `tests/test_api_fuzz.py` runs it bounded in the test suite; for a long run:
 `python -m tests.api_fuzz --max-examples 200` (prints one JSON summary).
@@ -223,6 +224,7 @@ class RunResult:
     returncode: int
     cases: int
     server_errors: int
+    schema_violations: int
     output_tail: str
 
 
@@ -239,7 +241,8 @@ def run_schemathesis(server: CortexServer, config: Path, *, label: str, token: s
     result = subprocess.run(command, capture_output=True, text=True, env=server.env, timeout=7200,
                             cwd=report_dir)  # schemathesis keeps its cache in the working folder
     cases, server_errors = _count(report)
-    return RunResult(label, result.returncode, cases, server_errors, (result.stdout + result.stderr)[-6000:])
+    return RunResult(label, result.returncode, cases, server_errors, _schema_violations(report),
+                     (result.stdout + result.stderr)[-6000:])
 
 
 def _count(report: Path) -> tuple[int, int]:
@@ -252,6 +255,21 @@ def _count(report: Path) -> tuple[int, int]:
             cases += 1
             errors += status >= 500
     return cases, errors
+
+
+def _schema_violations(report: Path) -> int:
+    """Responses that did not match the schema declared for their status, from the same event log."""
+    lines = report.read_text().splitlines() if report.exists() else []
+    return sum(_failed_checks(json.loads(line), "response_schema_conformance") for line in lines)
+
+
+def _failed_checks(value: Any, name: str) -> int:
+    if isinstance(value, dict):
+        own = int(value.get("name") == name and value.get("status") == "failure")
+        return own + sum(_failed_checks(item, name) for item in value.values())
+    if isinstance(value, list):
+        return sum(_failed_checks(item, name) for item in value)
+    return 0
 
 
 def outbound_urls(report: Path, allowed_prefix: str) -> list[str]:
@@ -330,12 +348,14 @@ def fuzz(database_url: str, *, max_examples: int, seed_value: int = 1, home: Pat
         "max_examples_per_operation": max_examples, "seed": seed_value,
         "urls_outside_loopback": leaked[:20],
         "requests": sum(run.cases for run in runs), "server_errors": sum(run.server_errors for run in runs),
+        "schema_violations": sum(run.schema_violations for run in runs),
         "runs": {run.label: {"requests": run.cases, "server_errors": run.server_errors,
-                             "exit_code": run.returncode} for run in runs},
+                             "schema_violations": run.schema_violations, "exit_code": run.returncode}
+                 for run in runs},
         "seeded_ids": {name: len(values) for name, values in seeds.values.items()},
         "server_log": str(server.log),
     }
-    failed = [run for run in runs if run.server_errors or run.returncode != 0]
+    failed = [run for run in runs if run.server_errors or run.schema_violations or run.returncode != 0]
     summary["failures"] = {run.label: run.output_tail for run in failed}
     if leaked:
         summary["failures"]["urls"] = "requests named URLs outside the closed loopback port"
@@ -370,7 +390,7 @@ def main() -> None:
         if embedded is not None:
             embedded.stop()
     print(json.dumps(summary, indent=2))
-    sys.exit(1 if summary["server_errors"] or summary["failures"] else 0)
+    sys.exit(1 if summary["server_errors"] or summary["schema_violations"] or summary["failures"] else 0)
 
 
 if __name__ == "__main__":

@@ -92,3 +92,17 @@ async def test_docs_pages_load_their_assets_from_this_server(client: httpx.Async
             served = await client.get(f"/docs-assets/{asset}")
             assert served.status_code == 200 and len(served.content) > 10_000, asset
     assert (await client.get("/openapi.json")).json()["components"]["securitySchemes"]["apiKey"]
+
+
+def test_examples_are_valid_requests(schema: dict[str, Any]) -> None:
+    import jsonschema
+
+    checked = 0
+    for method, path, op in _operations(schema):
+        media = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+        if "example" not in media:
+            continue
+        document = {**media["schema"], "components": schema["components"]}
+        jsonschema.validate(media["example"], document, cls=jsonschema.Draft202012Validator)
+        checked += 1
+    assert checked >= 10

@@ -91,3 +91,16 @@ async def test_an_update_racing_a_delete_is_a_409_not_a_500(client: httpx.AsyncC
     response = await client.patch(f"/v1/customers/{created.json()['id']}", headers=tenant.headers,
                                   json={"first_name": "Lina"})
     assert response.status_code == 409, response.text
+
+
+async def test_guard_refusals_take_openais_shape_on_its_paths(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """The text guard and the body limit answer before routing; on /v1/chat/completions they must still
+    answer as the schema says: `{"error": {...}}` (schemathesis' response check found the Cortex shape)."""
+    refused = await client.post("/v1/chat/completions", headers=tenant.headers, json={
+        "model": "any", "messages": [{"role": "user", "content": "hi\x00"}]})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "messages.0.content" and error["type"] == "invalid_request_error"
+    too_big = await client.post("/v1/chat/completions", headers={**tenant.headers, "Content-Type": "application/json"},
+                                content=b'{"model": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    assert too_big.status_code == 413 and too_big.json()["error"]["message"]

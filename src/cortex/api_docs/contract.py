@@ -83,6 +83,16 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     503: "An upstream service is unreachable or not configured.",
     504: "The model did not answer in time.",
 }
+# One server-sent event, as OpenAPI 3.1 tools (schemathesis among them) read a `text/event-stream` schema:
+# the shape of each event, not of the whole stream. `data` holds JSON (`[DONE]` ends an OpenAI stream).
+SSE_EVENT: dict[str, Any] = {
+    "type": "object", "title": "ServerSentEvent", "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "The event's JSON (`[DONE]` closes a `/v1/chat/completions` stream)."},
+        "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"},
+    },
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds until the limit resets.", "schema": {"type": "integer"}}}
 
 
@@ -191,6 +201,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 for media in spec_op["requestBody"]["content"].values():
                     media["example"] = operation.example
             responses = spec_op.setdefault("responses", {})
+            for response in responses.values():
+                if "text/event-stream" in response.get("content", {}):
+                    response["content"]["text/event-stream"]["schema"] = SSE_EVENT
             openai = is_openai_path(path)
             declared = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
             for status in sorted(error_statuses(path, method, operation, scheme, spec_op) | declared):

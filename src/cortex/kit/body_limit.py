@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cortex.kit.errors import error_response
 from cortex.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class BodyLimitMiddleware:
         limit = self._limit(scope)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refusal(limit)(scope, receive, send)
+            await _refusal(scope, limit)(scope, receive, send)
             return
         received = 0
         started = False
@@ -79,7 +80,7 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
-            await _refusal(limit)(scope, receive, send)
+            await _refusal(scope, limit)(scope, receive, send)
 
     def _limit(self, scope: Scope) -> int:
         settings = _settings(scope)
@@ -108,5 +109,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _refusal(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": too_large(limit)}, status_code=413)
+def _refusal(scope: Scope, limit: int) -> JSONResponse:
+    # On the OpenAI-compatible paths the refusal takes OpenAI's error shape, as every other error there does.
+    return error_response(str(scope.get("path", "")), 413, {"detail": too_large(limit)})

@@ -120,8 +120,12 @@ class Page(BaseModel, Generic[T]):
 
 def apply_listing(statement: Select[Any], params: PageParams, listing: Listing | None) -> Select[Any]:
     """The statement filtered by the time filters and ordered by the chosen sort (then the tiebreak)."""
-    if listing is None or not isinstance(params, ListParams):
+    if listing is None:
         return statement
+    if not isinstance(params, ListParams):  # a caller without list parameters gets the list's default order
+        field, _, direction = listing.default_sort.partition(":")
+        params = ListParams(page=params.page, page_size=params.page_size, sort_field=field,
+                            descending=direction == "desc")
     if params.created_after is not None:
         statement = statement.where(listing.created > params.created_after)
     if params.updated_after is not None:

@@ -50,9 +50,12 @@ def is_json(content_type: bytes) -> bool:
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
-def _refusal(locs: list[tuple[str | int, ...]], message: str = MESSAGE) -> JSONResponse:
+def _refusal(scope: Scope, locs: list[tuple[str | int, ...]], message: str = MESSAGE) -> JSONResponse:
+    # Imported here: cortex.kit.errors imports this module for MESSAGE.
+    from cortex.kit.errors import error_response
+
     detail = [{"loc": list(loc), "msg": message, "type": "value_error"} for loc in locs[:20]]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return error_response(str(scope.get("path", "")), 422, {"detail": detail})
 
 
 class TextGuardMiddleware:
@@ -71,7 +74,7 @@ class TextGuardMiddleware:
             locs += [("query", name) for name, value in parse_qsl(query, keep_blank_values=True)
                      if "\x00" in name or "\x00" in value]
         if locs:
-            await _refusal(locs)(scope, receive, send)
+            await _refusal(scope, locs)(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         if not is_json(headers.get(b"content-type", b"")):
@@ -79,7 +82,7 @@ class TextGuardMiddleware:
             return
         body, messages = await _read_body(receive)
         if json_depth(body) > MAX_JSON_DEPTH:
-            await _refusal([("body",)], TOO_DEEP)(scope, receive, send)
+            await _refusal(scope, [("body",)], TOO_DEEP)(scope, receive, send)
             return
         try:
             parsed = json.loads(body) if body else None
@@ -87,7 +90,7 @@ class TextGuardMiddleware:
             parsed = None  # malformed JSON is FastAPI's to report
         locs = [("body", *loc) for loc in unstorable_fields(parsed)]
         if locs:
-            await _refusal(locs)(scope, receive, send)
+            await _refusal(scope, locs)(scope, receive, send)
             return
         await self.app(scope, _replay(messages, receive), send)
 
