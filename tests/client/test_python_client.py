@@ -26,6 +26,7 @@ from cortex_client import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    StreamError,
     UnprocessableEntityError,
 )
 from cortex_client import webhooks as cortex_webhooks
@@ -351,3 +352,24 @@ def test_the_sync_client_is_generated_from_the_async_one() -> None:
     check = subprocess.run([sys.executable, str(CLIENT_DIR / "scripts" / "unasync.py"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+async def test_a_turn_failing_before_or_after_the_stream_opened(
+        tenant: Tenant, live: LiveCortex, live_llm: ScriptedLLM) -> None:
+    with _client(live, tenant, max_retries=0) as cortex:
+        agent = cortex.agents.create(name="Failing agent", settings={**NO_CACHE, "offline_fallback": True})
+        live_llm.queue(Reply(text="one two three four five", fail_after_tokens=2))
+        received: list[str] = []
+        with pytest.raises(StreamError) as broke:
+            for event in cortex.chat_stream(agent_id=agent["id"], conversation_id=str(uuid.uuid4()),
+                                            customer_id="c-f", message="Tell me"):
+                received.append(event.event)
+        assert broke.value.status_code == 503 and broke.value.code == "service_unavailable"
+        assert broke.value.request_id and "delta" in received
+
+        plain = cortex.agents.create(name="Down agent", settings=NO_CACHE)
+        live_llm.script = lambda body: Reply(status=503)
+        with pytest.raises(InternalServerError) as down:
+            list(cortex.chat_stream(agent_id=plain["id"], conversation_id=str(uuid.uuid4()), customer_id="c-f",
+                                    message="Hi"))
+        assert down.value.status_code == 503 and down.value.request_id
