@@ -14,15 +14,17 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cortex.app import build_runtime, close_runtime, create_app
 from cortex.db.embedded import EmbeddedPostgres
 from cortex.db.migrate import upgrade
+from cortex.jobs.system import psycopg_conninfo
 from cortex.kit.runtime import Runtime
 from cortex.pipeline.post_actions import FOLLOW_UP_QUEUE
 from cortex.settings import Settings
@@ -77,16 +79,24 @@ async def runtime(test_settings: Settings) -> AsyncIterator[Runtime]:
     await close_runtime(built)
 
 
+@pytest.fixture(scope="session")
+def _jobs_connection(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(psycopg_conninfo(database_url), autocommit=True) as connection:
+        yield connection
+
+
 @pytest.fixture(autouse=True)
-async def _no_stale_follow_up_jobs(request: pytest.FixtureRequest) -> None:
+def _no_stale_follow_up_jobs(request: pytest.FixtureRequest) -> None:
     """A turn's follow-up jobs wait until a test runs them (`tests.support.run_jobs`); those an earlier
-    test left would take scripted replies or webhook calls meant for this one."""
+    test left would take scripted replies or webhook calls meant for this one.
+
+    Synchronous, on a connection of its own: an async fixture would need an event loop, and the browser
+    tests run Playwright's synchronous API, which holds one.
+    """
     if "runtime" not in request.fixturenames:
         return
-    runtime: Runtime = request.getfixturevalue("runtime")
-    async with runtime.database.session() as session:
-        await session.execute(text("DELETE FROM procrastinate_jobs WHERE queue_name = :queue AND status = 'todo'"),
-                              {"queue": FOLLOW_UP_QUEUE})
+    connection: psycopg.Connection[Any] = request.getfixturevalue("_jobs_connection")
+    connection.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'", (FOLLOW_UP_QUEUE,))
 
 
 @pytest.fixture
