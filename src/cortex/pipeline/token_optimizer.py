@@ -82,8 +82,14 @@ def core_identity(agent: AgentConfig) -> str:
 
 
 def _overlap(query_words: set[str], text: str) -> float:
-    words = {w.lower() for w in _WORD.findall(text)}
+    words = _words(text)
     return len(query_words & words) / (len(words) ** 0.5 or 1.0)
+
+
+@lru_cache(maxsize=50_000)
+def _words(text: str) -> frozenset[str]:
+    """An agent's FAQs come back on every request: their words are split once."""
+    return frozenset(w.lower() for w in _WORD.findall(text))
 
 
 def _items(ctx: RequestContext, model: str) -> list[Item]:

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.datastructures import MutableHeaders
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cortex.kit.errors import CortexError, InvalidInput
 from cortex.portal import (
@@ -35,21 +36,36 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "form-action 'self'; base-uri 'none'")
 
 
-def _is_page(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith(PREFIX + "/") and not path.startswith(PREFIX + "/api/")
+def _is_page(path: str) -> bool:
+    return path == PREFIX or (path.startswith(PREFIX + "/") and not path.startswith(PREFIX + "/api/"))
 
 
-class PortalHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if _is_page(request) or request.url.path == PREFIX:
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            if not request.url.path.startswith(PREFIX + "/static/"):
-                response.headers.setdefault("Cache-Control", "no-store")
-        return response
+class PortalHeaders:
+    """Security headers on the portal's pages. Plain ASGI, and every other path passes straight through:
+    the API's responses (streams included) never go through a wrapper of this middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not _is_page(path):
+            await self.app(scope, receive, send)
+            return
+        extra = [("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("X-Content-Type-Options", "nosniff"),
+                 ("Referrer-Policy", "same-origin")]
+        if not path.startswith(PREFIX + "/static/"):
+            extra.append(("Cache-Control", "no-store"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in extra:
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def mount_portal(app: FastAPI) -> None:
@@ -98,7 +114,7 @@ def _as_page(api_handler: Callable[..., Any]) -> Callable[[Request, Exception], 
     """A portal page answers a browser with a page; the API (and htmx fragments) keep their JSON errors."""
 
     async def handler(request: Request, exc: Exception) -> Response:
-        if _is_page(request) and not request.headers.get("hx-request"):
+        if _is_page(request.url.path) and not request.headers.get("hx-request"):
             status_code, message = _problem(exc)
             return page(request, "error.html", None, status_code=status_code, title="Not possible", message=message)
         answered = api_handler(request, exc)
