@@ -23,7 +23,7 @@ from cortex.agents.schemas import (
     Personality,
     Scenario,
 )
-from cortex.db.engine import after_commit
+from cortex.db.engine import Database, after_commit
 from cortex.db.models import ActionDefinition, Agent, AgentAction, AgentKnowledgeSource, Company, KnowledgeSource
 from cortex.kit.errors import Conflict, InvalidInput, NotFound
 from cortex.kit.pagination import Listing, Page, PageParams, paginate
@@ -56,6 +56,25 @@ async def get_agent_by_model(session: AsyncSession, company_id: uuid.UUID, model
             select(Agent).where(Agent.company_id == company_id, Agent.slug == model.strip().lower()))
         return found
     return await session.scalar(select(Agent).where(Agent.id == agent_id, Agent.company_id == company_id))
+
+
+async def agent_id_for_model(database: Database, company_id: uuid.UUID, model: str) -> uuid.UUID | None:
+    """`get_agent_by_model`'s answer as an id alone, read outside any transaction: every OpenAI-style chat
+    asks it, and one round trip is its whole cost (asyncpg keeps the statement prepared)."""
+    try:
+        agent_id: uuid.UUID | None = uuid.UUID(model)
+    except ValueError:
+        agent_id = None
+    async with database.connect().connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # a checked-out connection always has its asyncpg connection
+        if agent_id is not None:
+            found = await driver.fetchval("SELECT id FROM agents WHERE id = $1 AND company_id = $2",
+                                          agent_id, company_id)
+        else:
+            found = await driver.fetchval("SELECT id FROM agents WHERE company_id = $1 AND slug = $2",
+                                          company_id, model.strip().lower())
+    return found if isinstance(found, uuid.UUID) else None
 
 
 async def _claim_slug(session: AsyncSession, company_id: uuid.UUID, agent: Agent, slug: str | None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from cortex.agents.service import get_agent_by_model
+from cortex.agents.service import agent_id_for_model, get_agent_by_model
 from cortex.db.models import Agent
 from cortex.idempotency.service import Replay, fingerprint
 from cortex.kit.errors import CortexError, InvalidInput, NotFound
@@ -151,10 +151,12 @@ async def create_completion(runtime: Runtime, company_id: uuid.UUID, body: Compl
                             conversation_header: str | None,
                             idempotency_key: str | None) -> ChatCompletion | AsyncIterator[bytes]:
     _refuse_unsupported(body)
-    agent = await _agent(runtime, company_id, body.model)
+    agent_id = await agent_id_for_model(runtime.database, company_id, body.model)
+    if agent_id is None:
+        raise ModelNotFound(body.model)
     given = _conversation(body, conversation_header)
     conversation_id = given or uuid.uuid4()
-    request = _chat_request(body, company_id, agent.id, conversation_id)
+    request = _chat_request(body, company_id, agent_id, conversation_id)
     ident, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 

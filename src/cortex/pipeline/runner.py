@@ -10,6 +10,8 @@ import asyncio
 import logging
 import uuid
 
+from sqlalchemy import text
+
 from cortex.conversations import store
 from cortex.conversations.pending import pending_messages
 from cortex.kit.errors import CortexError, InvalidInput
@@ -122,6 +124,10 @@ class ChatPipeline:
             ctx.customer_stored = True
             return self._response(ctx)
         async with runtime.database.session() as session:
+            # Committed without waiting for the WAL flush: the reply's commit below waits for it and covers
+            # this one too, so every answered turn is durable; a database crash in between fails the
+            # request, which then has nothing to mark. The model call does not wait for a disk write.
+            await session.execute(text("SET LOCAL synchronous_commit = off"))
             await store.store_turn(session, turn, status="pending")
         ctx.customer_stored = True
         model_router.route(ctx, settings)
