@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
+from starlette.responses import PlainTextResponse, Response
 
 from cortex.jobs.system import JobSystem, job_system
 from cortex.kit.runtime import Runtime
@@ -77,3 +79,22 @@ async def deliveries(client: httpx.AsyncClient, tenant: Tenant, webhook_id: str)
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+class IdempotentReceiver:
+    """Verifies each call and applies each webhook-id once; holds its answers until `released` is set
+    (at most `hold_seconds`), so a test can kill the sender while deliveries wait for their answer."""
+
+    def __init__(self, secret: str, hold_seconds: float = 30) -> None:
+        self.secret = secret
+        self.hold_seconds = hold_seconds
+        self.applied: list[str] = []
+        self.released = threading.Event()
+
+    async def __call__(self, call: Call) -> Response:
+        verified(call, self.secret)
+        message_id = call.headers["webhook-id"]
+        if message_id not in self.applied:
+            self.applied.append(message_id)
+        await asyncio.to_thread(self.released.wait, self.hold_seconds)
+        return PlainTextResponse("ok")

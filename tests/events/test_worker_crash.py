@@ -7,11 +7,9 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import threading
 
 import httpx
 from sqlalchemy import select
-from starlette.responses import PlainTextResponse, Response
 
 from cortex.app import build_runtime
 from cortex.events import outbox
@@ -19,9 +17,9 @@ from cortex.events.models import WebhookDelivery
 from cortex.jobs.system import job_system
 from cortex.kit.runtime import Runtime
 from cortex.settings import Settings
-from tests.events.conftest import create_webhook, eventually, verified
+from tests.events.conftest import IdempotentReceiver, create_webhook, eventually
 from tests.support import Tenant
-from tests.webhook_target import Call, WebhookTarget
+from tests.webhook_target import WebhookTarget
 
 EVENTS = 5
 
@@ -38,22 +36,6 @@ def _run_worker(settings: Settings) -> None:
     asyncio.run(run())
 
 
-class IdempotentReceiver:
-    """Verifies each call, applies each webhook-id once, answers a repeat with 200 without applying it."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.applied: list[str] = []
-        self.released = threading.Event()
-
-    async def __call__(self, call: Call) -> Response:
-        verified(call, self.secret)
-        message_id = call.headers["webhook-id"]
-        if message_id not in self.applied:
-            self.applied.append(message_id)
-        # The worker is killed while it waits for this answer (the receiver runs on its own thread's loop).
-        await asyncio.to_thread(self.released.wait, 30)
-        return PlainTextResponse("ok")
 
 
 async def test_a_killed_worker_delivers_everything_after_restart_and_nothing_twice(

@@ -3,9 +3,7 @@ deliveries and fact extractions are queued or running, and two servers sharing t
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,37 +11,21 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from starlette.responses import PlainTextResponse, Response
 
 from cortex.db.models import MemoryFact
 from cortex.events.models import Event, WebhookDelivery
 from cortex.kit.runtime import Runtime
-from tests.events.conftest import create_webhook, eventually, verified
+from tests.events.conftest import IdempotentReceiver, create_webhook, eventually
 from tests.events.test_event_stream import Stream
 from tests.scripted_llm import Reply, ScriptedLLM, echo
 from tests.serve_process import ServeProcess
 from tests.support import Tenant, chat, create_agent
-from tests.webhook_target import Call, WebhookTarget
+from tests.webhook_target import WebhookTarget
 
 TURNS = 3
 EVENTS_PER_TURN = 3  # conversation.created, message.received, message.replied
 
 
-class IdempotentReceiver:
-    """Verifies each call and applies each webhook-id once; holds its answers until released."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.applied: list[str] = []
-        self.released = threading.Event()
-
-    async def __call__(self, call: Call) -> Response:
-        verified(call, self.secret)
-        message_id = call.headers["webhook-id"]
-        if message_id not in self.applied:
-            self.applied.append(message_id)
-        await asyncio.to_thread(self.released.wait, 60)
-        return PlainTextResponse("ok")
 
 
 @pytest.fixture
@@ -74,7 +56,7 @@ async def test_a_server_killed_with_deliveries_and_extractions_queued_finishes_t
         redis_url: str, servers: list[ServeProcess]) -> None:
     hook = await create_webhook(client, tenant, webhooks,
                                 event_types=["conversation.created", "message.received", "message.replied"])
-    receiver = IdempotentReceiver(hook["secret"])
+    receiver = IdempotentReceiver(hook["secret"], hold_seconds=60)
     webhooks.answer = receiver
     agent = await create_agent(client, tenant, settings={"cache": {"enabled": False}})
     llm.script = _slow_extraction(delay=2.0)
