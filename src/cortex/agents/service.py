@@ -65,9 +65,7 @@ async def agent_id_for_model(database: Database, company_id: uuid.UUID, model: s
         agent_id: uuid.UUID | None = uuid.UUID(model)
     except ValueError:
         agent_id = None
-    async with database.connect().connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None  # a checked-out connection always has its asyncpg connection
+    async with database.driver() as driver:
         if agent_id is not None:
             found = await driver.fetchval("SELECT id FROM agents WHERE id = $1 AND company_id = $2",
                                           agent_id, company_id)

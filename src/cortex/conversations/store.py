@@ -84,9 +84,7 @@ SELECT (SELECT customer_id FROM conversations WHERE company_id = $1 AND id = $2)
 async def read_turn(database: Database, *, company_id: uuid.UUID, conversation_id: uuid.UUID, customer_id: str,
                     history_turns: int) -> TurnReads:
     """Refuses another customer's conversation early (`store_turn` decides for good, as first messages race)."""
-    async with database.connect().connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None  # a checked-out connection always has its asyncpg connection
+    async with database.driver() as driver:
         row = await driver.fetchrow(_TURN_READS, company_id, conversation_id, customer_id, max(history_turns, 0) * 2)
     assert row is not None  # a SELECT of scalar subqueries always returns its one row
     owner = row["owner"]

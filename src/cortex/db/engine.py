@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cortex.db.embedded import EmbeddedPostgres
@@ -53,6 +54,21 @@ class Database:
             )
             self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         return self.engine
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg connection itself, outside any transaction (no BEGIN/COMMIT), for
+        the reads on every chat. An error that says the connection is gone invalidates it in the pool:
+        SQLAlchemy never sees the driver's own errors, and would hand the dead connection out again."""
+        async with self.connect().connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None  # a checked-out connection always has its asyncpg connection
+            try:
+                yield driver
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                await connection.invalidate()
+                raise
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

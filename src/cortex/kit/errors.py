@@ -16,6 +16,7 @@ import logging
 import uuid
 from typing import Any
 
+import asyncpg
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -147,6 +148,10 @@ def unavailable_dependency(exc: BaseException) -> str | None:
         if isinstance(seen, PoolTimeout):
             return "database"
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return "database"
+        # The hot reads run on the pooled asyncpg connection itself: a connection the server closed
+        # (a restart, a fast shutdown) raises asyncpg's own error, with no SQLAlchemy wrapper around it.
+        if isinstance(seen, asyncpg.InterfaceError) and "connection is closed" in str(seen):
             return "database"
         state = getattr(seen, "sqlstate", None)
         if isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES):

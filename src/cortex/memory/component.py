@@ -92,9 +92,7 @@ class MemoryComponent:
                      token_budget: int) -> list[MemoryFact]:
         # Read-only statements on the pooled asyncpg connection itself, outside any transaction (no
         # BEGIN/COMMIT round trips); asyncpg keeps them prepared per connection.
-        async with self.runtime.database.connect().connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None  # a checked-out connection always has its asyncpg connection
+        async with self.runtime.database.driver() as driver:
             if not await repository.has_recallable_facts(driver, company_id=company_id, customer_id=customer_id,
                                                          agent_id=agent_id):
                 return []
